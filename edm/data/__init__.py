@@ -1,0 +1,1 @@
+"""Annotations: the schema, Rekordbox XML in and out, JAMS and CSV export."""

@@ -1,0 +1,1 @@
+"""Heads: small models trained on stored embeddings (temporal CNN, XGBoost energy)."""
