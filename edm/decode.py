@@ -30,7 +30,7 @@ Examples
 >>> act = lambda times: np.exp(-0.5 * ((t[:, None] - times[None]) * fps / 1.5) ** 2).max(1)
 >>> grid = decode_beats(Activations(act(beats), act(beats[::4]), np.zeros_like(t), fps))
 >>> round(grid.bpm, 2), round(float(grid.beats[1]), 2), round(float(grid.downbeats[0]), 2)
-(120.0, 0.25, 0.25)
+(120.0, 0.75, 0.25)
 """
 
 from __future__ import annotations
@@ -96,7 +96,17 @@ def _peaks(activation: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(0, dtype=int), np.zeros(0)
     height = 0.2 * float(activation.max())
     frames, props = find_peaks(activation, height=height, distance=max(1, int(0.0625 * fps)))
-    return frames, props["peak_heights"]
+    # Parabolic interpolation puts each peak between frames: the grid fit then reaches
+    # sub-frame accuracy instead of inheriting a half-frame rounding bias.
+    inner = (frames > 0) & (frames < len(activation) - 1)
+    a = activation[frames[inner] - 1]
+    b = activation[frames[inner]]
+    c = activation[frames[inner] + 1]
+    denom = a - 2 * b + c
+    shift = np.where(denom < 0, 0.5 * (a - c) / np.where(denom < 0, denom, -1.0), 0.0)
+    positions = frames.astype(float)
+    positions[inner] += np.clip(shift, -0.5, 0.5)
+    return positions, props["peak_heights"]
 
 
 def _grid_fit(
@@ -390,7 +400,7 @@ def decode_beats(activations: Activations, *, beats_per_bar: int = 4) -> BeatGri
     if not fits:
         raise DecodeError("no beats found in the beat activation (silent or too short)")
 
-    segments = _segments_from_fits(fits, beat, downbeat, fps, n_frames, beats_per_bar)
+    segments = _segments_from_fits(fits, frames, downbeat, fps, n_frames, beats_per_bar)
     beats, numbers = beat_grid(segments, duration_s)
     longest = max(
         range(len(segments)),
@@ -403,11 +413,19 @@ def decode_beats(activations: Activations, *, beats_per_bar: int = 4) -> BeatGri
 
 
 def _segments_from_fits(
-    fits: list[tuple[float, float, float, float]], beat: np.ndarray, downbeat: np.ndarray,
-    fps: float, n_frames: int, beats_per_bar: int,
+    fits: list[tuple[float, float, float, float]], peak_frames: np.ndarray,
+    downbeat: np.ndarray, fps: float, n_frames: int, beats_per_bar: int,
 ) -> list[TempoSegment]:
     """Turn per-stretch grid fits into TempoSegments with exact change points and bar phase."""
     starts: list[float] = []  # frame of each segment's first beat
+    sorted_peaks = np.sort(peak_frames)
+    sigma = 0.01 * fps
+
+    def nearest(pos: np.ndarray) -> np.ndarray:
+        """Distance (frames) from each position to the nearest beat peak."""
+        i = np.clip(np.searchsorted(sorted_peaks, pos), 1, len(sorted_peaks) - 1)
+        return np.minimum(np.abs(pos - sorted_peaks[i - 1]), np.abs(pos - sorted_peaks[i]))
+
     for i, (start, _, phase, period) in enumerate(fits):
         if i == 0:
             # The first segment's anchor is its first beat at or after time 0.
@@ -426,16 +444,20 @@ def _segments_from_fits(
         if len(cand) == 0:
             continue
 
+        # One fixed scoring window for every candidate, so all are judged on the same peaks.
+        lo, hi = float(cand.min()) - zone, float(cand.max()) + zone
+
         def total(cut: float, prev_phase=prev_phase, prev_period=prev_period,
-                  phase=phase, period=period, zone=zone) -> float:
-            lo, hi = cut - zone, cut + zone
+                  phase=phase, period=period, lo=lo, hi=hi) -> float:
             old = prev_phase + np.arange(np.ceil((lo - prev_phase) / prev_period),
                                          np.ceil((cut - prev_phase) / prev_period)) * prev_period
-            new = phase + np.arange(np.ceil((cut - phase) / period),
+            # ``cut`` is itself a new-grid beat: round, since ceil of k + 1e-12 skips it.
+            new = phase + np.arange(np.round((cut - phase) / period),
                                     np.floor((hi - phase) / period) + 1) * period
-            # Mean, not sum: a faster grid has more positions and must not win by count.
+            # Each grid position scores by its distance to the nearest beat peak (sub-frame),
+            # so a position between peaks adds nothing and the faster grid cannot win by count.
             pos = np.concatenate([old, new])
-            return float(np.interp(pos, np.arange(len(beat)), beat).mean()) if len(pos) else 0.0
+            return float(np.exp(-0.5 * (nearest(pos) / sigma) ** 2).sum())
 
         starts.append(float(max(cand, key=total)))
 
