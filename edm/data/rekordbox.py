@@ -38,13 +38,12 @@ dependency (its database extras) for the few attributes read here.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
 import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -95,6 +94,7 @@ class RekordboxLibrary:
     entries_declared: int | None = None
     tracks_in_file: int = 0
     audio_found: int = 0
+    skipped: int = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,15 +173,9 @@ def remap_path(original: str, audio_root: Path, library_root: PurePosixPath | No
 
 
 def _hash_file(path: Path) -> str:
-    try:
-        from edm.audio import content_hash
-    except ImportError:
-        # edm.audio is not there in a data-only install; keep the same digest shape.
-        digest = hashlib.blake2b(digest_size=16)
-        with path.open("rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+    # Imported here: edm.audio pulls in the audio decoders, which reading XML never needs.
+    from edm.audio import content_hash
+
     return content_hash(path)
 
 
@@ -399,6 +393,7 @@ def read_rekordbox_xml(
     playlist: str | None = None,
     tier: int | Tier = Tier.DJ_SOFTWARE,
     hash_audio: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> RekordboxLibrary:
     """Read a Rekordbox XML export into annotations.
 
@@ -410,6 +405,8 @@ def read_rekordbox_xml(
     playlist : import only this playlist (its name, or 'Folder/Name' when names repeat).
     tier : trust tier stamped on every annotation (default 2, DJ software labels).
     hash_audio : fill ``track.content_hash`` for tracks whose audio file exists.
+    progress : called as ``progress(done, total)`` while audio files are located and hashed
+        (the slow part on a real library: it reads every audio file once).
 
     Raises :class:`RekordboxError` for a file that is not readable, not well-formed, uses
     entity declarations, or is not a Rekordbox export. Everything else is reported in
@@ -454,6 +451,7 @@ def read_rekordbox_xml(
             try:
                 annotation, original = reader.annotation(element)
             except (ValueError, ValidationError) as error:
+                library.skipped += 1
                 reader.report(element, f"skipped ({_short(error)})")
             else:
                 raw.append((annotation, original, element.get("Location", "")))
@@ -480,7 +478,7 @@ def read_rekordbox_xml(
             item for item in raw
             if (item[2] if key_kind == "location" else item[0].track.source_id) in keys
         ]
-    library.tracks = _locate_audio(raw, audio_root, hash_audio, library)
+    library.tracks = _locate_audio(raw, audio_root, hash_audio, library, progress)
     return library
 
 
@@ -489,11 +487,14 @@ def _locate_audio(
     audio_root: str | Path | None,
     hash_audio: bool,
     library: RekordboxLibrary,
+    progress: Callable[[int, int], None] | None,
 ) -> list[TrackAnnotation]:
     root = Path(audio_root).expanduser() if audio_root is not None else None
     library_root = _common_parent(p for _, p, _ in raw if p) if root is not None else None
     tracks: list[TrackAnnotation] = []
-    for annotation, original, _ in raw:
+    for done, (annotation, original, _) in enumerate(raw, start=1):
+        if progress is not None:
+            progress(done, len(raw))
         if original is None:
             tracks.append(annotation)
             continue
@@ -504,10 +505,9 @@ def _locate_audio(
             if hash_audio:
                 try:
                     updates["content_hash"] = _hash_file(local)
-                except OSError as error:
+                except ValueError as error:  # edm.audio.AudioError: unreadable file
                     library.problems.append(
-                        f"{library.path}: track {annotation.track.source_id}: cannot read "
-                        f"audio {local} ({error.strerror or error})"
+                        f"{library.path}: track {annotation.track.source_id}: {error}"
                     )
         if root is not None and str(local) != original:
             provenance = {**annotation.metadata.provenance, "original_path": original}

@@ -1,0 +1,284 @@
+"""``edm data``: import a Rekordbox XML, inspect, validate and export annotations."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from edm.data.schema import (
+    AnnotationError,
+    Tier,
+    TrackAnnotation,
+    annotation_filename,
+    load_annotation,
+    save_annotation,
+)
+
+#: Problems printed before "… N more"; --json always carries all of them.
+_SHOWN_PROBLEMS = 20
+
+_err = Console(stderr=True)
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@contextmanager
+def _progress(label: str, enabled: bool) -> Iterator[Progress]:
+    progress = Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=_err, disable=not enabled, transient=True,
+    )
+    with progress:
+        yield progress
+
+
+def _print_problems(problems: list[str]) -> None:
+    for line in problems[:_SHOWN_PROBLEMS]:
+        click.echo(line, err=True)
+    if len(problems) > _SHOWN_PROBLEMS:
+        click.echo(f"… {len(problems) - _SHOWN_PROBLEMS} more (see --json)", err=True)
+
+
+@click.group(epilog="""\b
+Examples:
+  edm data import rekordbox.xml --out annotations/
+  edm data stats annotations/
+  edm data validate annotations/ --json
+  edm data export annotations/ --format jams --out jams/""")
+def command() -> None:
+    """Import, inspect, validate and export annotations (Rekordbox XML)."""
+
+
+@command.command("import", epilog="""\b
+Examples:
+  edm data import rekordbox.xml --out annotations/
+  edm data import rekordbox.xml --out annotations/ --playlist "Peak Time" --tier 1
+  edm data import rekordbox.xml --out annotations/ --audio-root /mnt/music
+\b
+Exit codes: 0 imported (repairs are listed on stderr), 1 the file could not be read or
+some tracks were skipped.""")
+@click.argument("xml", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the annotation files (one YAML per track).")
+@click.option("--tier", type=click.IntRange(1, 3), default=2, show_default=True,
+              help="Trust tier: 1 verified, 2 DJ software labels, 3 unlabeled.")
+@click.option("--playlist", help="Import only this playlist (name, or 'Folder/Name').")
+@click.option("--audio-root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Where the library's audio lives on this machine (paths are remapped).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace annotations that were edited since import (version > 1 or "
+                   "another source); by default they are kept.")
+@click.option("--no-hash", is_flag=True, help="Do not read audio files to fill content hashes.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+def import_command(
+    xml: Path, out_dir: Path, tier: int, playlist: str | None, audio_root: Path | None,
+    overwrite: bool, no_hash: bool, as_json: bool,
+) -> None:
+    """Turn a Rekordbox XML export into one annotation file per track.
+
+    Reads every TRACK (grid from TEMPO, cues from POSITION_MARK, key, BPM, duration) with a
+    hardened XML parser; problems in single tracks are repaired or skipped and listed.
+    """
+    from edm.data.rekordbox import RekordboxError, read_rekordbox_xml
+
+    show = not as_json and sys.stderr.isatty()
+    with _progress("locating audio", show) as progress:
+        task = progress.add_task("locate", total=None)
+        try:
+            library = read_rekordbox_xml(
+                xml, audio_root=audio_root, playlist=playlist, tier=Tier(tier),
+                hash_audio=not no_hash,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        except RekordboxError as error:
+            raise click.ClickException(str(error)) from error
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written, kept, used = 0, [], set()
+    with _progress("writing annotations", show) as progress:
+        for annotation in progress.track(library.tracks, description="write"):
+            name = annotation_filename(annotation)
+            stem = name.removesuffix(".yaml")
+            counter = 2
+            while name in used:  # Same audio twice in the collection: keep both.
+                name = f"{stem}.{counter}.yaml"
+                counter += 1
+            used.add(name)
+            target = out_dir / name
+            if not overwrite and _edited_since_import(target):
+                kept.append(str(target))
+                continue
+            save_annotation(annotation, target)
+            written += 1
+
+    summary = {
+        "xml": str(xml), "out": str(out_dir), "rekordbox_version": library.product_version,
+        "tracks_in_file": library.tracks_in_file, "imported": len(library.tracks),
+        "skipped": library.skipped, "written": written, "kept_edited": kept,
+        "audio_found": library.audio_found, "problems": library.problems,
+    }
+    if as_json:
+        _echo_json(summary)
+    else:
+        _print_problems(library.problems)
+        click.echo(
+            f"{xml}: {len(library.tracks)} of {library.tracks_in_file} tracks imported, "
+            f"{written} written to {out_dir}, {len(kept)} edited kept, "
+            f"{library.audio_found} with audio here, {len(library.problems)} problem(s)"
+        )
+    if library.skipped:
+        sys.exit(1)
+
+
+def _edited_since_import(path: Path) -> bool:
+    """True when ``path`` holds an annotation someone changed after importing it."""
+    if not path.exists():
+        return False
+    try:
+        existing = load_annotation(path)
+    except AnnotationError:
+        return False  # A broken file is not worth keeping over a fresh import.
+    return existing.metadata.version > 1 or existing.metadata.source != "rekordbox-xml"
+
+
+def _load(ann_dir: Path) -> Any:
+    from edm.data.checks import load_folder
+
+    try:
+        return load_folder(ann_dir)
+    except AnnotationError as error:
+        raise click.ClickException(str(error)) from error
+
+
+@command.command("stats", epilog="""\b
+Examples:
+  edm data stats annotations/
+  edm data stats annotations/ --json | jq .cues""")
+@click.argument("ann_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def stats_command(ann_dir: Path, as_json: bool) -> None:
+    """Tracks by tier and source, cues per track, BPM and key distribution, missing audio."""
+    from edm.data.checks import folder_stats
+
+    stats = folder_stats(_load(ann_dir))
+    if as_json:
+        _echo_json(stats)
+        return
+    out = Console()
+    table = Table(title=f"{ann_dir}: {stats['tracks']} tracks", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    cues = stats["cues"]
+    rows = [
+        ("unreadable files", stats["unreadable_files"]),
+        ("by tier", _pairs(stats["by_tier"])),
+        ("by source", _pairs(stats["by_source"])),
+        ("cues", f"{cues['total']} ({cues['memory']} memory, {cues['hot']} hot, "
+                 f"{cues['loops']} loops, {cues['named']} named)"),
+        ("cues per track", f"mean {cues['per_track_mean']}; "
+                           + _pairs(cues["per_track_histogram"])),
+        ("tracks without cues", cues["tracks_without_cues"]),
+        ("with beat grid", stats["grid"]["tracks_with_grid"]),
+        ("with tempo change", stats["grid"]["tracks_with_tempo_change"]),
+        ("BPM", _pairs(stats["bpm_histogram"])),
+        ("keys", _pairs(dict(list(stats["keys"].items())[:12]))),
+        ("audio missing", stats["missing_audio"]),
+    ]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    out.print(table)
+
+
+def _pairs(mapping: dict[str, Any]) -> str:
+    return ", ".join(f"{key}: {value}" for key, value in mapping.items()) or "-"
+
+
+@command.command("validate", epilog="""\b
+Examples:
+  edm data validate annotations/
+  edm data validate annotations/ --strict --json
+\b
+Exit codes: 0 no errors (warnings allowed unless --strict), 1 errors found.""")
+@click.argument("ann_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--grid-tolerance-ms", type=click.FloatRange(min=0), default=30.0,
+              show_default=True, help="A cue further than this from the nearest beat is off grid.")
+@click.option("--strict", is_flag=True, help="Count warnings (missing audio, no grid) as errors.")
+@click.option("--json", "as_json", is_flag=True, help="Print findings as JSON.")
+def validate_command(ann_dir: Path, grid_tolerance_ms: float, strict: bool, as_json: bool) -> None:
+    """Find schema errors, off-grid cues, cues past the end, duplicates and missing audio."""
+    from edm.data.checks import findings_json, validate_folder
+
+    folder = _load(ann_dir)
+    findings = validate_folder(folder, grid_tolerance_s=grid_tolerance_ms / 1000)
+    errors = [f for f in findings if f.severity == "error" or strict]
+    if as_json:
+        _echo_json({
+            "files": len(folder.annotations) + len(folder.errors), "errors": len(errors),
+            "warnings": len(findings) - len(errors), "findings": findings_json(findings),
+        })
+    else:
+        for finding in findings:
+            click.echo(f"{finding.severity}: {finding.check}: {finding.line()}")
+        click.echo(
+            f"{ann_dir}: {len(folder.annotations) + len(folder.errors)} files, "
+            f"{len(errors)} error(s), {len(findings) - len(errors)} warning(s)", err=True,
+        )
+    if errors:
+        sys.exit(1)
+
+
+@command.command("export", epilog="""\b
+Examples:
+  edm data export annotations/ --format jams --out jams/
+  edm data export annotations/ --format rekordbox --out edm.xml
+  edm data export annotations/ --format csv --out cues.csv""")
+@click.argument("ann_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["jams", "rekordbox", "csv"]), required=True,
+              help="jams: one .jams per track in the --out folder; rekordbox: one XML file; "
+                   "csv: one row per cue.")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+              help="Output folder (jams) or file (rekordbox, csv).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+def export_command(ann_dir: Path, fmt: str, out: Path, as_json: bool) -> None:
+    """Write annotations as JAMS, Rekordbox XML (grid and cues) or a CSV of cues.
+
+    Files that fail to load are listed and skipped; the exit code is then 1.
+    """
+    folder = _load(ann_dir)
+    annotations: list[TrackAnnotation] = [a for _, a in folder.annotations]
+    if fmt == "jams":
+        from edm.data.jams_io import save_jams
+
+        for file, annotation in folder.annotations:
+            save_jams(annotation, out / (file.stem + ".jams"))
+        written = len(annotations)
+    elif fmt == "rekordbox":
+        from edm.data.rekordbox import write_rekordbox_xml
+
+        write_rekordbox_xml(annotations, out)
+        written = len(annotations)
+    else:
+        from edm.data.csv_io import write_cue_csv
+
+        written = write_cue_csv(annotations, out)
+    problems = [str(error) for error in folder.errors]
+    if as_json:
+        _echo_json({"format": fmt, "out": str(out), "tracks": len(annotations),
+                    "rows" if fmt == "csv" else "written": written, "failed": problems})
+    else:
+        _print_problems(problems)
+        unit = "cue rows" if fmt == "csv" else "tracks"
+        click.echo(f"{written} {unit} written to {out} ({len(problems)} file(s) failed)")
+    if problems:
+        sys.exit(1)
