@@ -1,0 +1,79 @@
+"""Backbones turn mono audio into frame embeddings; the store keeps what they write.
+
+Every backbone follows :class:`Backbone`: a ``name`` (``"spectral"``, ``"mert"``), a ``key``
+that names its output in the store (it changes whenever the output would, e.g.
+``"mert-MERT-v1-95M-l6"``), the ``sample_rate`` it wants, ``frames_per_second`` (frame ``i``
+is centred on ``i / fps``), ``dim``, ``config()`` for provenance, and ``embed(audio)``.
+
+- ``spectral`` (:mod:`edm.backbones.spectral`): numpy/scipy features, no weights, 50 fps.
+- ``mert`` (:mod:`edm.backbones.mert`): MERT through ``transformers.HubertModel``, 75 fps;
+  ``transformers`` is imported only when one is built.
+
+>>> get_backbone("spectral").key
+'spectral'
+>>> get_backbone("wavenet")
+Traceback (most recent call last):
+...
+ValueError: unknown backbone 'wavenet'; choose one of: spectral, mert
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from edm.backbones.descriptors import DESCRIPTOR_NAMES, compute_descriptors
+from edm.backbones.frames import frame_count, hop_length
+
+BACKBONE_NAMES: tuple[str, ...] = ("spectral", "mert")
+
+__all__ = [
+    "BACKBONE_NAMES",
+    "DESCRIPTOR_NAMES",
+    "Backbone",
+    "compute_descriptors",
+    "frame_count",
+    "get_backbone",
+    "hop_length",
+]
+
+
+@runtime_checkable
+class Backbone(Protocol):
+    """What the embed job and analysis need from a feature extractor."""
+
+    name: str
+    sample_rate: int
+    frames_per_second: float
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able provenance: name, key, checkpoint, layers, fps, dim, and settings."""
+        ...
+
+    def embed(self, audio: np.ndarray) -> np.ndarray:
+        """``(frames, dim)`` float32 for mono float32 audio at ``sample_rate``;
+        ``frames == 1 + len(audio) // hop``."""
+        ...
+
+
+def get_backbone(name: str, **options: Any) -> Backbone:
+    """Build a backbone by name; ``options`` go to its constructor (e.g. ``model=``,
+    ``layers=``, ``device=`` for ``mert``)."""
+    if name == "spectral":
+        from edm.backbones.spectral import SpectralBackbone
+
+        if options:
+            raise ValueError(f"the spectral backbone takes no options, got {sorted(options)}")
+        return SpectralBackbone()
+    if name == "mert":
+        from edm.backbones.mert import MertBackbone
+
+        return MertBackbone(**options)
+    raise ValueError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONE_NAMES)}")

@@ -1,0 +1,409 @@
+"""The embed job: decode a library, run a backbone once per track, fill the store.
+
+Stages per track (:class:`TrackJob`): hash the file → skip it if the store already has this
+backbone for that hash → decode (mono, the backbone's rate, encoder delay trimmed) → check the
+length → descriptors → embeddings → one atomic store write. Worker processes run the decode
+side in parallel; a cheap CPU backbone (``spectral``) runs entirely in the workers, a model
+(``mert``) runs in the main process (on the GPU when there is one) while the workers decode the
+next tracks.
+
+Every write is atomic (see :mod:`edm.store.zarr_store`), so Ctrl-C or ``kill -9`` leaves a
+readable store, and the next run embeds exactly the tracks that are missing. Bad files are
+reported one line each and the rest of the batch goes on; :attr:`EmbedSummary.exit_code` is 1
+if any failed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from edm.audio import AUDIO_EXTENSIONS, AudioError, audio_info, content_hash, load_audio
+from edm.backbones import Backbone, compute_descriptors, get_backbone
+from edm.store.zarr_store import EmbeddingStore, StoreError
+
+#: Tracks shorter than this are rejected: no music structure fits, and a 1-second file in a
+#: DJ library is a sample or a broken export.
+MIN_DURATION_S = 5.0
+
+Status = Literal["embedded", "present", "failed"]
+
+
+@dataclass(frozen=True)
+class TrackResult:
+    """Outcome for one input file."""
+
+    path: str
+    status: Status
+    track_id: str | None = None
+    reason: str = ""
+    duration_s: float = 0.0
+
+
+@dataclass
+class EmbedSummary:
+    """What a run did: counts, failures with reasons, and speed."""
+
+    store: str
+    backbone_key: str
+    results: list[TrackResult] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    def _with(self, status: Status) -> list[TrackResult]:
+        return [result for result in self.results if result.status == status]
+
+    @property
+    def embedded(self) -> list[TrackResult]:
+        return self._with("embedded")
+
+    @property
+    def present(self) -> list[TrackResult]:
+        return self._with("present")
+
+    @property
+    def failed(self) -> list[TrackResult]:
+        return self._with("failed")
+
+    @property
+    def audio_seconds(self) -> float:
+        return sum(result.duration_s for result in self.embedded)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every input is in the store, 1 if any failed, 130 when interrupted."""
+        if self.interrupted:
+            return 130
+        return 1 if self.failed else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "store": self.store, "backbone_key": self.backbone_key,
+            "embedded": len(self.embedded), "present": len(self.present),
+            "failed": len(self.failed), "interrupted": self.interrupted,
+            "seconds": round(self.seconds, 3), "audio_seconds": round(self.audio_seconds, 3),
+            "realtime_factor": (round(self.audio_seconds / self.seconds, 1)
+                                if self.seconds else None),
+            "failures": [{"path": r.path, "reason": r.reason} for r in self.failed],
+            "results": [asdict(result) for result in self.results],
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def collect_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[TrackResult]]:
+    """Audio files named by ``inputs``: audio files, folders of audio (recursive), annotation
+    folders (YAML files whose ``track.path`` names the audio) or Rekordbox XML exports.
+
+    Returns the unique files in input order and one failed result per unusable input.
+    """
+    files: list[Path] = []
+    problems: list[TrackResult] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            audio = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS
+                           and p.is_file() and not any(part.startswith(".")
+                                                       for part in p.relative_to(path).parts))
+            if audio:
+                files.extend(audio)
+            elif any(path.glob("*.yaml")):
+                found, bad = _from_annotations(path)
+                files.extend(found)
+                problems.extend(bad)
+            else:
+                problems.append(TrackResult(str(path), "failed",
+                                            reason=f"{path}: no audio or annotation files"))
+        elif path.suffix.lower() == ".xml" and path.is_file():
+            found, bad = _from_rekordbox(path)
+            files.extend(found)
+            problems.extend(bad)
+        elif path.is_file() or path.suffix.lower() in AUDIO_EXTENSIONS:
+            files.append(path)  # a missing audio file fails later, with the decoder's message
+        else:
+            problems.append(TrackResult(str(path), "failed",
+                                        reason=f"{path}: not found, or not audio, a folder or "
+                                               "a Rekordbox .xml"))
+    unique: dict[Path, None] = {}
+    for file in files:
+        unique.setdefault(file.resolve() if file.exists() else file, None)
+    return list(unique), problems
+
+
+def _from_annotations(folder: Path) -> tuple[list[Path], list[TrackResult]]:
+    from edm.data.schema import load_annotations
+
+    annotations, errors = load_annotations(folder)
+    problems = [TrackResult(str(folder), "failed", reason=str(error)) for error in errors]
+    files = []
+    for annotation in annotations:
+        if not annotation.track.path:
+            problems.append(TrackResult(str(folder), "failed", reason=(
+                f"{folder}: annotation {annotation.track_id} has no track.path")))
+            continue
+        audio = Path(annotation.track.path).expanduser()
+        files.append(audio if audio.is_absolute() else folder / audio)
+    return files, problems
+
+
+def _from_rekordbox(xml_path: Path) -> tuple[list[Path], list[TrackResult]]:
+    try:
+        from edm.data.rekordbox import RekordboxError, read_rekordbox_xml
+    except ImportError as error:
+        return [], [TrackResult(str(xml_path), "failed",
+                                reason=f"{xml_path}: Rekordbox import unavailable ({error})")]
+    try:
+        library = read_rekordbox_xml(xml_path)
+    except RekordboxError as error:
+        return [], [TrackResult(str(xml_path), "failed", reason=str(error))]
+    problems = [TrackResult(str(xml_path), "failed", reason=problem)
+                for problem in library.problems]
+    files = [Path(track.track.path) for track in library.tracks if track.track.path]
+    missing = len(library.tracks) - len(files)
+    if missing:
+        problems.append(TrackResult(str(xml_path), "failed",
+                                    reason=f"{xml_path}: {missing} tracks have no Location"))
+    return files, problems
+
+
+# ---------------------------------------------------------------------------------------------
+# One track
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A track decoded and described, waiting for the backbone."""
+
+    path: str
+    track_id: str
+    track_attrs: dict[str, Any]
+    audio: np.ndarray
+    descriptors: dict[str, np.ndarray]
+
+
+class TrackJob:
+    """The per-track work, shared by local worker processes and Ray actors.
+
+    ``backbone`` is built here only when ``build_backbone`` is true (cheap CPU backbones);
+    otherwise ``prepare`` decodes and the caller's backbone finishes the track.
+    """
+
+    def __init__(self, store_path: str, backbone_name: str, backbone_options: dict[str, Any],
+                 backbone_key: str, sample_rate: int, frames_per_second: float,
+                 min_duration_s: float = MIN_DURATION_S, build_backbone: bool = False) -> None:
+        self.store = EmbeddingStore(store_path, mode="a")
+        self.backbone_key = backbone_key
+        self.sample_rate = sample_rate
+        self.frames_per_second = frames_per_second
+        self.min_duration_s = min_duration_s
+        self.backbone: Backbone | None = (
+            get_backbone(backbone_name, **backbone_options) if build_backbone else None)
+
+    def prepare(self, path: str) -> Decoded | TrackResult:
+        """Hash, skip if present, decode and describe; a TrackResult when there is no more to do."""
+        try:
+            track_id = content_hash(path)
+            if self.store.has(track_id, self.backbone_key):
+                return TrackResult(path, "present", track_id)
+            info = audio_info(path)
+            audio = load_audio(path, self.sample_rate)
+            duration_s = len(audio) / self.sample_rate
+            if duration_s < self.min_duration_s:
+                raise AudioError(f"{path}: too short ({duration_s:.1f} s < "
+                                 f"{self.min_duration_s:g} s)")
+            if not np.any(audio):
+                raise AudioError(f"{path}: digital silence throughout")
+            descriptors = compute_descriptors(audio, self.sample_rate, self.frames_per_second)
+        except (AudioError, StoreError) as error:
+            return TrackResult(path, "failed", reason=str(error))
+        attrs = {"source_path": str(path), "duration_s": duration_s,
+                 "sample_rate": info.sample_rate, "channels": info.channels,
+                 "codec": info.codec, "file_size": os.path.getsize(path)}
+        return Decoded(path, track_id, attrs, audio, descriptors)
+
+    def finish(self, decoded: Decoded, backbone: Backbone) -> TrackResult:
+        """Embed and write one decoded track."""
+        duration_s = decoded.track_attrs["duration_s"]
+        try:
+            embeddings = backbone.embed(decoded.audio)
+            written = self.store.write(decoded.track_id, decoded.track_attrs, backbone.config(),
+                                       embeddings, decoded.descriptors)
+        except (StoreError, ValueError) as error:
+            return TrackResult(decoded.path, "failed", decoded.track_id,
+                               reason=f"{decoded.path}: {error}")
+        status: Status = "embedded" if written else "present"
+        return TrackResult(decoded.path, status, decoded.track_id, duration_s=duration_s)
+
+    def run(self, path: str) -> TrackResult:
+        """The whole track in this process (needs ``build_backbone=True``)."""
+        prepared = self.prepare(path)
+        if isinstance(prepared, TrackResult):
+            return prepared
+        assert self.backbone is not None, "TrackJob.run needs build_backbone=True"
+        return self.finish(prepared, self.backbone)
+
+
+# Worker-process state: one TrackJob per process, built by the pool initializer.
+_WORKER_JOB: TrackJob | None = None
+
+
+def _init_worker(kwargs: dict[str, Any]) -> None:
+    global _WORKER_JOB
+    # Two decoders per core already fill the machine; BLAS threads on top only contend.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _WORKER_JOB = TrackJob(**kwargs)
+
+
+def _worker(path: str, full: bool) -> Decoded | TrackResult:
+    assert _WORKER_JOB is not None
+    try:
+        return _WORKER_JOB.run(path) if full else _WORKER_JOB.prepare(path)
+    except Exception as error:  # batch boundary: report any surprise for this file, go on
+        return TrackResult(path, "failed", reason=f"{path}: unexpected {type(error).__name__}: "
+                                                  f"{error}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The job
+
+
+ProgressCallback = Callable[[TrackResult, int, int], None]
+
+
+def _progress_bar(total: int) -> tuple[Any, ProgressCallback]:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    progress = Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]} tracks/s"),
+                        TextColumn("[red]{task.fields[failed]} failed"),
+                        TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=Console(stderr=True), transient=False)
+    task = progress.add_task("embed", total=total, rate="-", failed=0)
+    start = time.perf_counter()
+    failed = 0
+
+    def update(result: TrackResult, done: int, _total: int) -> None:
+        nonlocal failed
+        failed += result.status == "failed"
+        rate = done / max(time.perf_counter() - start, 1e-9)
+        progress.update(task, completed=done, rate=f"{rate:.2f}", failed=failed)
+
+    return progress, update
+
+
+def embed_library(
+    inputs: Sequence[str | Path],
+    store_path: str | Path,
+    backbone: str | Backbone = "spectral",
+    *,
+    backbone_options: dict[str, Any] | None = None,
+    workers: int | None = None,
+    min_duration_s: float = MIN_DURATION_S,
+    progress: bool | ProgressCallback = False,
+) -> EmbedSummary:
+    """Embed every track named by ``inputs`` into the store at ``store_path``.
+
+    ``backbone`` is a name for :func:`edm.backbones.get_backbone` (with ``backbone_options``)
+    or a built backbone. ``workers`` decoding processes (default: CPU count; 0 runs everything
+    in this process). ``progress`` is True for a rich bar on stderr, or a callback
+    ``(result, done, total)``. Tracks already in the store are skipped (``present``).
+    """
+    started = time.perf_counter()
+    options = dict(backbone_options or {})
+    model = get_backbone(backbone, **options) if isinstance(backbone, str) else backbone
+    store = EmbeddingStore(store_path, mode="a")
+    store.sweep_temp()
+    files, problems = collect_inputs(inputs)
+    summary = EmbedSummary(str(store.path), model.key)
+    # The spectral backbone is cheap and stateless: workers run it whole. A model stays here.
+    in_workers = model.name == "spectral"
+    job_kwargs = {
+        "store_path": str(store.path), "backbone_name": model.name,
+        "backbone_options": options if in_workers else {}, "backbone_key": model.key,
+        "sample_rate": model.sample_rate, "frames_per_second": model.frames_per_second,
+        "min_duration_s": min_duration_s, "build_backbone": in_workers,
+    }
+    total = len(files) + len(problems)
+    bar, callback = (_progress_bar(total) if progress is True
+                     else (None, progress if callable(progress) else None))
+
+    def record(result: TrackResult) -> None:
+        summary.results.append(result)
+        if callback is not None:
+            callback(result, len(summary.results), total)
+
+    if bar is not None:
+        bar.start()
+    for problem in problems:
+        record(problem)
+    if workers is None:
+        workers = os.cpu_count() or 1
+    try:
+        if workers <= 0:
+            _run_inline(files, job_kwargs, model, record)
+        else:
+            _run_pool(files, job_kwargs, model, in_workers, workers, record)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        if bar is not None:
+            bar.stop()
+        summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _run_inline(files: list[Path], job_kwargs: dict[str, Any], model: Backbone,
+                record: Callable[[TrackResult], None]) -> None:
+    job = TrackJob(**{**job_kwargs, "build_backbone": False})
+    for path in files:
+        prepared = job.prepare(str(path))
+        record(prepared if isinstance(prepared, TrackResult) else job.finish(prepared, model))
+
+
+def _run_pool(files: list[Path], job_kwargs: dict[str, Any], model: Backbone,
+              in_workers: bool, workers: int, record: Callable[[TrackResult], None]) -> None:
+    # forkserver: workers must not inherit a parent that already holds torch/CUDA state.
+    context = multiprocessing.get_context("forkserver")
+    job = TrackJob(**{**job_kwargs, "build_backbone": False})
+    # Bound the decoded tracks waiting for the model: memory stays a few tracks' audio.
+    max_in_flight = 2 * workers
+    pending = iter(files)
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(job_kwargs,)) as pool:
+        in_flight: set[Future[Decoded | TrackResult]] = set()
+        try:
+            while True:
+                while len(in_flight) < max_in_flight:
+                    path = next(pending, None)
+                    if path is None:
+                        break
+                    in_flight.add(pool.submit(_worker, str(path), in_workers))
+                if not in_flight:
+                    return
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    outcome = future.result()
+                    record(outcome if isinstance(outcome, TrackResult)
+                           else job.finish(outcome, model))
+        except BaseException:
+            for future in in_flight:
+                future.cancel()
+            raise
