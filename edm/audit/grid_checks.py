@@ -1,0 +1,325 @@
+"""Beat-grid checks: compare a labelled grid with the model's beat and downbeat activations.
+
+Each hypothesis is tested on the grid the earlier fixes give (see
+:data:`edm.audit.findings.GRID_FIX_ORDER`): tempo octave, then phase, then an ignored tempo
+change, then the downbeat. Every test reads the activation at grid-beat times (linear
+interpolation between frames, so offsets finer than one frame still show when averaged over
+hundreds of beats); none assumes a frame rate.
+
+Scores are "probability the grid is wrong" in spirit: a logistic of the effect size (offset in
+ms, activation ratio) times how clear the activation is, tuned on ``edm synth`` libraries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.signal import find_peaks
+
+from edm.audit.corrections import apply_grid_fix
+from edm.audit.findings import Finding
+from edm.data.schema import TempoSegment, TrackAnnotation, beat_grid
+from edm.heads.activations import Activations
+
+#: A grid further than this from the beat activation is reported (the issue's threshold).
+PHASE_TOLERANCE_S = 0.020
+#: Fewest tracks whose median phase offset is taken as the model's latency.
+LATENCY_MIN_TRACKS = 10
+#: Step of the phase search.
+PHASE_STEP_S = 0.002
+#: Smallest accumulated drift (s) an ignored tempo change must cause before it is reported.
+DRIFT_MIN_S = 0.060
+
+
+@dataclass(frozen=True)
+class GridCheck:
+    """Findings and the grid with every suggested fix applied (cue checks use it)."""
+
+    findings: list[Finding]
+    corrected_grid: list[TempoSegment]
+
+
+def _logistic(x: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-x)))
+
+
+def sample(activation: np.ndarray, frames_per_second: float, times_s: np.ndarray) -> np.ndarray:
+    """Activation at arbitrary times (linear between frames, 0 outside the track)."""
+    frames = np.asarray(times_s) * frames_per_second
+    return np.interp(frames, np.arange(len(activation)), activation, left=0.0, right=0.0)
+
+
+def phase_curve(
+    activation: np.ndarray, frames_per_second: float, beats: np.ndarray, period_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean activation at ``beats + shift`` for shifts across ±half a beat: a cross-correlation
+    of the grid's impulse train with the activation."""
+    shifts = np.arange(-period_s / 2, period_s / 2 + 1e-9, PHASE_STEP_S)
+    values = sample(activation, frames_per_second, beats[None, :] + shifts[:, None]).mean(axis=1)
+    return shifts, values
+
+
+def _median_period(grid: list[TempoSegment]) -> float:
+    return float(np.median([s.beat_period_s for s in grid]))
+
+
+def _phase(act: Activations, beats: np.ndarray, period_s: float) -> tuple[float, float, float]:
+    """Best shift, mean activation there, and at shift 0."""
+    shifts, values = phase_curve(act.beat, act.frames_per_second, beats, period_s)
+    best = int(np.argmax(values))
+    at_zero = float(values[int(np.argmin(np.abs(shifts)))])
+    return float(shifts[best]), float(values[best]), at_zero
+
+
+def _check_octave(
+    track: TrackAnnotation, act: Activations, grid: list[TempoSegment]
+) -> Finding | None:
+    end = track.end_s or act.n_frames / act.frames_per_second
+    beats, numbers = beat_grid(grid, end)
+    if len(beats) < 16:
+        return None
+    period = _median_period(grid)
+    shift, _, _ = _phase(act, beats, period)
+    on = sample(act.beat, act.frames_per_second, beats + shift)
+    mid = sample(act.beat, act.frames_per_second, beats + shift + period / 2)
+    # Parity counts from the segment's first beat, which is what halving keeps.
+    odd_beat = (numbers - grid[0].beat_in_bar) % 2 == 1
+    even, odd = float(on[~odd_beat].mean()), float(on[odd_beat].mean())
+    strong = max(float(on.mean()), float(mid.mean()), 1e-6)
+    clarity = min(1.0, strong / 0.15)
+    # Half tempo: the midpoints between grid beats are beats too.
+    half = float(mid.mean()) / max(float(on.mean()), 1e-6)
+    # Double tempo: every other grid beat falls between the real beats.
+    double = min(even, odd) / max(even, odd, 1e-6)
+    if half > 0.45:
+        score = _logistic((half - 0.45) / 0.08) * clarity
+        fix = {"bpm_factor": 2.0, "new_bpm": round(grid[0].bpm * 2, 3)}
+        detail = f"activation between grid beats is {half:.0%} of that on them: tempo is double"
+    elif double < 0.45:
+        score = _logistic((0.45 - double) / 0.08) * clarity
+        fix = {
+            "bpm_factor": 0.5,
+            "new_bpm": round(grid[0].bpm / 2, 3),
+            "odd_beats": bool(odd > even),
+        }
+        detail = f"every other grid beat has {double:.0%} of the activation: tempo is half"
+    else:
+        return None
+    return Finding(
+        track.track_id, 0.0, "tempo_octave", round(score, 4), fix, source="grid", detail=detail
+    )
+
+
+def _check_phase(
+    track: TrackAnnotation, act: Activations, grid: list[TempoSegment], until_s: float
+) -> Finding | None:
+    end = min(track.end_s or np.inf, until_s, act.n_frames / act.frames_per_second)
+    beats, _ = beat_grid(grid, end)
+    if len(beats) < 8:
+        return None
+    shift, best, at_zero = _phase(act, beats, _median_period(grid))
+    if abs(shift) <= PHASE_TOLERANCE_S or best <= 0:
+        return None
+    contrast = (best - at_zero) / best
+    clarity = min(1.0, best / 0.15) * (0.5 + 0.5 * min(1.0, contrast / 0.3))
+    score = _logistic((abs(shift) - PHASE_TOLERANCE_S) / 0.004) * clarity
+    return Finding(
+        track.track_id,
+        0.0,
+        "grid_phase",
+        round(score, 4),
+        {"shift_s": round(shift, 4)},
+        source="grid",
+        detail=f"beat activation peaks {shift * 1000:+.0f} ms from the grid",
+    )
+
+
+def beat_peaks(act: Activations) -> np.ndarray:
+    """Times of clear beat-activation peaks, refined between frames by a parabola."""
+    beat = act.beat
+    if beat.size < 3 or beat.max() <= 0:
+        return np.zeros(0)
+    height = max(0.1, 0.3 * float(np.percentile(beat, 99)))
+    index, _ = find_peaks(beat, height=height, distance=max(1, int(0.15 * act.frames_per_second)))
+    index = index[(index > 0) & (index < len(beat) - 1)]
+    left, centre, right = beat[index - 1], beat[index], beat[index + 1]
+    denominator = left - 2 * centre + right
+    offset = np.where(
+        np.abs(denominator) > 1e-9,
+        0.5 * (left - right) / np.where(np.abs(denominator) > 1e-9, denominator, 1.0),
+        0.0,
+    )
+    return (index + np.clip(offset, -0.5, 0.5)) / act.frames_per_second
+
+
+def _check_tempo_change(
+    track: TrackAnnotation, act: Activations, grid: list[TempoSegment]
+) -> Finding | None:
+    """A grid that keeps one tempo where the music changes drifts off the beats after the
+    change: inter-peak intervals divided by the grid period step away from 1."""
+    peaks = beat_peaks(act)
+    if len(peaks) < 24:
+        return None
+    starts = np.array([s.start_s for s in grid])
+    periods = np.array([s.beat_period_s for s in grid])
+    period_at = periods[np.clip(np.searchsorted(starts, peaks[:-1], side="right") - 1, 0, None)]
+    ratio = np.diff(peaks) / period_at
+    one_beat = np.abs(ratio - 1) < 0.15
+    times, x = peaks[:-1][one_beat], np.log(ratio[one_beat])
+    if len(x) < 24:
+        return None
+    noise = max(1.4826 * float(np.median(np.abs(np.diff(x)))) / np.sqrt(2), 1e-3)
+    # One change point to the end: the tail whose mean log-ratio is most clearly not 0.
+    tails = np.cumsum(x[::-1])[::-1]
+    counts = np.arange(len(x), 0, -1)
+    z = np.abs(tails) / (noise * np.sqrt(counts))
+    z[:8] = 0
+    z[-12:] = 0
+    j = int(np.argmax(z))
+    ratio_after = float(np.exp(np.median(x[j:])))
+    ratio_before = float(np.exp(np.median(x[:j]))) if j else 1.0
+    tail_end = min(track.end_s or times[-1], times[-1])
+    drift = abs(ratio_after - 1) * (tail_end - times[j])
+    if z[j] < 6 or abs(ratio_before - 1) > 0.004 or drift < DRIFT_MIN_S:
+        return None
+    segment = grid[int(np.clip(np.searchsorted(starts, times[j], side="right") - 1, 0, None))]
+    new_period = segment.beat_period_s * ratio_after
+    # Fit the beats after the change as a line (beat index → time), then walk the start back
+    # over beats that fit the new line but not the old grid (the change point is found late).
+    after = peaks[peaks >= times[j]]
+    for _ in range(2):
+        k = np.round((after - after[0]) / new_period)
+        new_period, anchor = (float(v) for v in np.polyfit(k, after, 1))
+    old_times, old_numbers = beat_grid(grid, track.end_s or float(peaks[-1]) + 1)
+    while anchor - new_period > 0:
+        candidate = anchor - new_period
+        near_peak = np.min(np.abs(peaks - candidate)) < 0.015
+        near_old = np.min(np.abs(old_times - candidate)) < 0.015
+        if not near_peak or near_old:
+            break
+        anchor = candidate
+    nearest = int(np.argmin(np.abs(old_times - anchor)))
+    score = _logistic((drift - DRIFT_MIN_S) / 0.02) * min(1.0, float(z[j]) / 12)
+    fix = {
+        "split_at_s": round(float(anchor), 4),
+        "new_bpm": round(60.0 / new_period, 3),
+        "beat_in_bar": int(old_numbers[nearest]),
+    }
+    return Finding(
+        track.track_id,
+        round(float(anchor), 3),
+        "tempo_change_ignored",
+        round(score, 4),
+        fix,
+        source="grid",
+        detail=(
+            f"beats drift {drift * 1000:.0f} ms after {anchor:.1f} s: "
+            f"tempo {60 / new_period:.2f} BPM, grid {segment.bpm:.2f}"
+        ),
+    )
+
+
+def downbeat_rotation(
+    act: Activations, grid: list[TempoSegment], end_s: float
+) -> tuple[int, np.ndarray]:
+    """Renumbering (beat shift) that puts the most downbeat activation on beat 1, and the mean
+    downbeat activation for each shift."""
+    beats, numbers = beat_grid(grid, end_s)
+    bar = grid[0].beats_per_bar
+    if len(beats) < 2 * bar:
+        return 0, np.zeros(bar)
+    # Take the best of ±1 frame: a residual sub-frame phase error must not hide a downbeat.
+    spread = np.array([-1, 0, 1]) / act.frames_per_second
+    values = sample(act.downbeat, act.frames_per_second, beats[None, :] + spread[:, None]).max(
+        axis=0
+    )
+    means = np.array([values[(numbers - 1 + r) % bar == 0].mean() for r in range(bar)])
+    return int(np.argmax(means)), means
+
+
+def _check_downbeat(
+    track: TrackAnnotation, act: Activations, grid: list[TempoSegment]
+) -> Finding | None:
+    end = min(track.end_s or np.inf, act.n_frames / act.frames_per_second)
+    shift, means = downbeat_rotation(act, grid, end)
+    if shift == 0:
+        return None
+    best, current = float(means[shift]), float(means[0])
+    contrast = (best - current) / max(best, 1e-6)
+    score = _logistic((contrast - 0.35) / 0.08) * min(1.0, best / 0.15)
+    new_first = (grid[0].beat_in_bar - 1 + shift) % grid[0].beats_per_bar + 1
+    return Finding(
+        track.track_id,
+        0.0,
+        "downbeat_shift",
+        round(score, 4),
+        {"beat_shift": shift, "new_beat_in_bar": new_first},
+        source="grid",
+        detail=f"downbeat activation is on grid beat {(1 - shift - 1) % len(means) + 1}"
+        f" ({best:.2f} vs {current:.2f} on beat 1)",
+    )
+
+
+def check_grid(track: TrackAnnotation, act: Activations, *, latency_s: float = 0.0) -> GridCheck:
+    """All grid checks for one track; ``latency_s`` is the model's own offset (library median).
+
+    Returns the findings and the grid with all of their fixes applied.
+    """
+    grid = list(track.grid)
+    findings: list[Finding] = []
+    if not grid:
+        return GridCheck([], grid)
+
+    def accept(finding: Finding | None) -> None:
+        nonlocal grid
+        if finding is not None:
+            findings.append(finding)
+            grid = apply_grid_fix(grid, finding.kind, finding.fix)
+
+    if latency_s:
+        act = delay(act, latency_s)
+    accept(_check_octave(track, act, grid))
+    change = _check_tempo_change(track, act, grid)
+    # Phase is measured before any tempo change: after it the grid drifts by design.
+    accept(_check_phase(track, act, grid, change.time_s if change else np.inf))
+    accept(change)
+    accept(_check_downbeat(track, act, grid))
+    named = [
+        Finding(**{**f.__dict__, "track": track.track.path or track.track.title}) for f in findings
+    ]
+    return GridCheck(named, grid)
+
+
+def delay(act: Activations, latency_s: float) -> Activations:
+    """Activations moved ``latency_s`` earlier: undoes a model that fires late by that much."""
+    frames = np.arange(act.n_frames) + latency_s * act.frames_per_second
+    index = np.arange(act.n_frames)
+    moved = {
+        name: np.interp(frames, index, getattr(act, name), left=0.0, right=0.0)
+        for name in ("beat", "downbeat", "boundary")
+    }
+    return Activations(
+        **moved,
+        frames_per_second=act.frames_per_second,
+        section=act.section,
+        section_labels=act.section_labels,
+    )
+
+
+def estimate_latency(tracks: list[TrackAnnotation], activations: dict[str, Activations]) -> float:
+    """Median phase offset between grids and beat activations over a library.
+
+    Most grids are right, so the median is the model's own latency; subtracting it keeps a
+    late-firing model from flagging every track.
+    """
+    offsets = []
+    for track in tracks:
+        act = activations.get(track.track_id)
+        if act is None or not track.grid or track.end_s is None:
+            continue
+        beats = track.beats()
+        if len(beats) >= 8:
+            offsets.append(_phase(act, beats, _median_period(track.grid))[0])
+    # With few tracks a median could be one track's own error: trust the model then.
+    return float(np.median(offsets)) if len(offsets) >= LATENCY_MIN_TRACKS else 0.0

@@ -1,0 +1,227 @@
+"""``edm label-audit``: rank the labels most likely to be wrong; apply accepted fixes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+_err = Console(stderr=True)
+#: Pictures are for a person reading the top of the list; more would only fill the disk.
+_MAX_PLOTS = 100
+
+
+def _fail_lines(problems: list[str]) -> None:
+    for line in problems[:20]:
+        click.echo(line, err=True)
+    if len(problems) > 20:
+        click.echo(f"… {len(problems) - 20} more (see --json)", err=True)
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  edm label-audit --annotations annotations/ --store store.zarr --models models/heads
+  edm label-audit --annotations annotations/ --models models/heads --top 50 --plot
+  edm label-audit --annotations annotations/ --apply reports/audit.csv      # rows with accept=1
+  edm label-audit --annotations annotations/ --models models/heads --accept-above 0.95 --promote
+  edm data export annotations/ --format rekordbox --out fixed.xml          # back to Rekordbox
+\b
+Without --models only the cue heuristics run (no activations to check grids against).
+The report is a CSV (ranked; fill in the 'accept' column) and a JSON file beside it.
+\b
+Exit codes: 0 done (findings are not errors), 1 some annotation files or tracks could not be
+read or fixed, 2 usage error."""
+)
+@click.option(
+    "--annotations",
+    "ann_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Annotation folder (one YAML per track, from `edm data import`).",
+)
+@click.option(
+    "--store",
+    type=click.Path(exists=True, path_type=Path),
+    help="Embedding store, to predict tracks that have no out-of-fold probabilities.",
+)
+@click.option(
+    "--models",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="`edm fit-heads` output folder (out-of-fold probabilities are read from it).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("reports/audit.csv"),
+    show_default=True,
+    help="Ranked CSV report; a .json with the same name is written beside it.",
+)
+@click.option("--top", type=click.IntRange(min=1), help="Keep only the N highest-scoring findings.")
+@click.option("--plot", is_flag=True, help="A PNG per finding (top 100) in <out>_plots/.")
+@click.option(
+    "--apply",
+    "apply_csv",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Apply the rows of this report whose 'accept' column is 1/yes/x (no audit runs).",
+)
+@click.option(
+    "--accept-above",
+    type=click.FloatRange(0, 1),
+    help="Audit, then apply every finding scoring at least this.",
+)
+@click.option("--promote", is_flag=True, help="Mark fixed tracks as verified (Tier 1).")
+@click.option(
+    "--fixed-out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write fixed annotations here instead of replacing them (old kept in .history/).",
+)
+@click.option("--no-cleanlab", is_flag=True, help="Skip cleanlab (grid and cue checks only).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary and findings as JSON.")
+def command(
+    ann_dir: Path,
+    store: Path | None,
+    models: Path | None,
+    out: Path,
+    top: int | None,
+    plot: bool,
+    apply_csv: Path | None,
+    accept_above: float | None,
+    promote: bool,
+    fixed_out: Path | None,
+    no_cleanlab: bool,
+    as_json: bool,
+) -> None:
+    """Rank the labels most likely to be wrong; apply fixes.
+
+    Checks beat grids against the model's beat/downbeat activations (phase, downbeat, tempo
+    octave, ignored tempo changes), cues against the grid (off beat, off downbeat, off phrase,
+    past the end, duplicates), and runs cleanlab over out-of-fold boundary and downbeat
+    probabilities. Fixes are written as a new annotation version.
+    """
+    from edm.audit.corrections import FixError, read_fixes_csv
+    from edm.data.schema import load_annotations
+
+    if apply_csv is not None and accept_above is not None:
+        raise click.UsageError("use either --apply or --accept-above, not both")
+    if apply_csv is not None:
+        try:
+            accepted = read_fixes_csv(apply_csv)
+        except FixError as error:
+            raise click.ClickException(str(error)) from error
+        _apply(ann_dir, accepted, promote, fixed_out, as_json, {"apply": str(apply_csv)})
+        return
+
+    from edm.audit import report
+    from edm.audit.run import audit_library, load_activations
+
+    tracks, errors = load_annotations(ann_dir)
+    problems = [str(e) for e in errors]
+    if not tracks:
+        _fail_lines(problems)
+        raise click.ClickException(f"{ann_dir}: no readable annotation files")
+    try:
+        activations, load_problems = load_activations(tracks, models, store)
+    except (OSError, ValueError, KeyError) as error:
+        raise click.ClickException(f"{models}: cannot load activations ({error})") from error
+    problems += load_problems
+    with Progress(
+        TextColumn("auditing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_err,
+        transient=True,
+        disable=as_json,
+    ) as bar:
+        task = bar.add_task("audit", total=len(tracks))
+        result = audit_library(
+            tracks,
+            activations,
+            use_cleanlab=not no_cleanlab,
+            top=top,
+            progress=lambda: bar.advance(task),
+        )
+    problems += result.problems
+    summary: dict[str, Any] = {
+        "annotations": str(ann_dir),
+        "tracks": result.tracks_audited,
+        "tracks_with_activations": result.tracks_with_activations,
+        "model_latency_s": round(result.latency_s, 4),
+        **report.summarize(result.findings),
+        "csv": str(out),
+        "json": str(out.with_suffix(".json")),
+        "problems": problems,
+    }
+    report.write_csv(result.findings, out)
+    report.write_json(result.findings, summary, out.with_suffix(".json"))
+    if plot:
+        by_id = {t.track_id: t for t in tracks}
+        plots = out.parent / f"{out.stem}_plots"
+        for rank, finding in enumerate(result.findings[:_MAX_PLOTS], start=1):
+            report.plot_finding(
+                finding,
+                by_id[finding.track_id],
+                activations.get(finding.track_id),
+                result.grids.get(finding.track_id),
+                plots / f"{rank:03d}-{finding.kind}-{finding.finding_id}.png",
+            )
+        summary["plots"] = str(plots)
+    if accept_above is not None:
+        accepted = [f for f in result.findings if f.score >= accept_above]
+        _apply(ann_dir, accepted, promote, fixed_out, as_json, summary, problems)
+        return
+    if as_json:
+        click.echo(json.dumps(report.to_json(result.findings, summary), indent=2))
+    else:
+        _err.print(
+            report.table(
+                result.findings[: top or 30], title=f"Label audit: {len(result.findings)} findings"
+            )
+        )
+        click.echo(
+            f"{summary['findings']} findings in {summary['tracks']} of {result.tracks_audited} "
+            f"tracks → {out} (+ .json)",
+            err=True,
+        )
+        _fail_lines(problems)
+    if problems:
+        raise SystemExit(1)
+
+
+def _apply(
+    ann_dir: Path,
+    accepted: list,
+    promote: bool,
+    fixed_out: Path | None,
+    as_json: bool,
+    summary: dict[str, Any],
+    problems: list[str] | None = None,
+) -> None:
+    from edm.audit.corrections import apply_to_directory
+
+    done = apply_to_directory(ann_dir, accepted, promote=promote, out_dir=fixed_out)
+    problems = [*(problems or []), *done.problems]
+    summary = {
+        **summary,
+        "accepted": len(accepted),
+        "fixes_applied": done.fixes_applied,
+        "tracks_changed": len(done.tracks_changed),
+        "written_to": str(fixed_out or ann_dir),
+        "problems": problems,
+    }
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(
+            f"applied {done.fixes_applied} of {len(accepted)} accepted fixes to "
+            f"{len(done.tracks_changed)} tracks in {fixed_out or ann_dir}",
+            err=True,
+        )
+        _fail_lines(problems)
+    if problems:
+        raise SystemExit(1)
