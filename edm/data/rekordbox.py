@@ -44,23 +44,21 @@ import re
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote, unquote
+from xml.sax import SAXParseException
+from xml.sax.handler import ContentHandler
 
 import defusedxml
 import defusedxml.ElementTree as SafeET
+import defusedxml.sax as defused_sax
 from pydantic import ValidationError
 
-from edm.data.schema import (
-    Cue,
-    Metadata,
-    TempoSegment,
-    Tier,
-    TrackAnnotation,
-    TrackIdentity,
-)
+from edm.data.schema import Cue, TempoSegment, Tier, TrackAnnotation
 
 SOURCE = "rekordbox-xml"
 _FILE_URL_PREFIXES = ("file://localhost/", "file:///")
@@ -183,9 +181,11 @@ def _hash_file(path: Path) -> str:
 # Reading
 
 
-def _open_events(path: Path) -> Iterator[tuple[str, ET.Element]]:
+@contextmanager
+def _xml_errors(path: Path) -> Iterator[None]:
+    """Turn parser errors into one-line :class:`RekordboxError` messages naming the file."""
     try:
-        yield from SafeET.iterparse(str(path), events=("start", "end"), forbid_dtd=False)
+        yield
     except defusedxml.EntitiesForbidden as error:
         raise RekordboxError(
             f"{path}: refused an entity declaration ({error.name!r}); entity expansion and "
@@ -193,10 +193,86 @@ def _open_events(path: Path) -> Iterator[tuple[str, ET.Element]]:
         ) from error
     except (defusedxml.ExternalReferenceForbidden, defusedxml.DTDForbidden) as error:
         raise RekordboxError(f"{path}: refused an external reference ({error})") from error
+    except SAXParseException as error:
+        raise RekordboxError(
+            f"{path}: malformed XML ({error.getMessage()}: line {error.getLineNumber()}, "
+            f"column {error.getColumnNumber()})"
+        ) from error
     except ET.ParseError as error:
         raise RekordboxError(f"{path}: malformed XML ({error})") from error
     except OSError as error:
         raise RekordboxError(f"{path}: cannot read ({error.strerror or error})") from error
+
+
+@dataclass
+class _RawTrack:
+    """One COLLECTION/TRACK as the parser saw it: attributes of it and of its children."""
+
+    attrs: dict[str, str]
+    tempos: list[dict[str, str]] = field(default_factory=list)
+    marks: list[dict[str, str]] = field(default_factory=list)
+
+
+class _ExportHandler(ContentHandler):
+    """SAX handler for a Rekordbox export.
+
+    SAX rather than ElementTree: defusedxml's ElementTree parser is a pure-Python subclass,
+    twice as slow on a 10,000-track file, and a tree of the whole collection is not needed.
+    """
+
+    def __init__(self, path: Path, on_track: Callable[[_RawTrack], None]) -> None:
+        super().__init__()
+        self.path = path
+        self.on_track = on_track
+        self.stack: list[str] = []
+        self.version = ""
+        self.entries: int | None = None
+        self.seen_collection = False
+        self.track: _RawTrack | None = None
+        self.node_names: list[str] = []
+        self.playlist_keys: list[str] | None = None
+        #: (playlist path without ROOT, KeyType, keys)
+        self.playlists: list[tuple[str, str, list[str]]] = []
+
+    def startElement(self, name: str, attrs: Any) -> None:
+        parent = self.stack[-1] if self.stack else ""
+        if not self.stack and name != "DJ_PLAYLISTS":
+            raise RekordboxError(
+                f"{self.path}: not a Rekordbox XML export (root element <{name}>, "
+                "expected <DJ_PLAYLISTS>)"
+            )
+        self.stack.append(name)
+        if self.track is not None and parent == "TRACK":
+            if name == "TEMPO":
+                self.track.tempos.append(dict(attrs.items()))
+            elif name == "POSITION_MARK":
+                self.track.marks.append(dict(attrs.items()))
+        elif name == "TRACK" and parent == "COLLECTION":
+            self.track = _RawTrack(dict(attrs.items()))
+        elif name == "TRACK" and parent == "NODE" and self.playlist_keys is not None:
+            self.playlist_keys.append(attrs.get("Key", ""))
+        elif name == "NODE":
+            self.node_names.append(attrs.get("Name", ""))
+            if attrs.get("Type") == "1":
+                self.playlist_keys = []
+                self.playlists.append(
+                    ("/".join(self.node_names[1:]), attrs.get("KeyType", "0"), self.playlist_keys)
+                )
+        elif name == "PRODUCT" and parent == "DJ_PLAYLISTS":
+            self.version = attrs.get("Version", "")
+        elif name == "COLLECTION" and parent == "DJ_PLAYLISTS":
+            self.seen_collection = True
+            entries = attrs.get("Entries", "")
+            self.entries = int(entries) if entries.isdigit() else None
+
+    def endElement(self, name: str) -> None:
+        self.stack.pop()
+        if name == "TRACK" and self.track is not None and self.stack[-1] == "COLLECTION":
+            self.on_track(self.track)
+            self.track = None
+        elif name == "NODE":
+            self.node_names.pop()
+            self.playlist_keys = None
 
 
 def _float(attrs: dict[str, str], name: str) -> float | None:
@@ -209,93 +285,102 @@ def _float(attrs: dict[str, str], name: str) -> float | None:
     return number
 
 
-class _TrackReader:
-    """Turns one ``TRACK`` element into an annotation, collecting problems."""
+@lru_cache(maxsize=64)
+def _beats_per_bar(metro: str) -> int:
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", metro)
+    if not match:
+        raise ValueError(f"Metro={metro!r} is not like '4/4'")
+    per_bar = int(match.group(1))
+    if not 1 <= per_bar <= 16:
+        raise ValueError(f"Metro={metro!r} has {per_bar} beats per bar")
+    return per_bar
 
-    def __init__(self, path: Path, tier: Tier, version: str, problems: list[str]) -> None:
+
+class _TrackReader:
+    """Turns one raw ``TRACK`` into an annotation, collecting problems.
+
+    Builds plain dicts and validates the whole track in one pydantic call (fast); only when
+    that fails are grid entries and cues validated one by one, so one bad cue costs that cue.
+    """
+
+    def __init__(self, path: Path, tier: Tier, problems: list[str]) -> None:
         self.path = path
         self.tier = tier
-        self.version = version
+        self.version = ""
         self.problems = problems
 
-    def report(self, element: ET.Element, message: str) -> None:
-        attrs = element.attrib
+    def report(self, raw: _RawTrack, message: str) -> None:
+        attrs = raw.attrs
         label = " - ".join(p for p in (attrs.get("Artist", ""), attrs.get("Name", "")) if p)
         self.problems.append(
             f"{self.path}: track {attrs.get('TrackID', '?')} ({label or 'untitled'}): {message}"
         )
 
-    def grid(self, element: ET.Element) -> list[TempoSegment]:
-        entries: list[tuple[float, TempoSegment]] = []
-        for index, tempo in enumerate(element.iter("TEMPO")):
+    def grid(self, raw: _RawTrack) -> list[dict[str, Any]]:
+        entries: list[tuple[int, dict[str, Any]]] = []
+        for index, attrs in enumerate(raw.tempos):
             repairs: list[str] = []
             try:
-                entries.append((index, self._segment(tempo.attrib, repairs)))
-            except (ValueError, ValidationError) as error:
-                self.report(element, f"TEMPO entry {index + 1} skipped ({_short(error)})")
+                entries.append((index, self._segment(attrs, repairs)))
+            except ValueError as error:
+                self.report(raw, f"TEMPO entry {index + 1} skipped ({error})")
             for repair in repairs:
-                self.report(element, f"TEMPO entry {index + 1}: {repair}")
+                self.report(raw, f"TEMPO entry {index + 1}: {repair}")
         if not entries:
-            self.report(element, "no TEMPO entries: imported without a beat grid")
+            self.report(raw, "no TEMPO entries: imported without a beat grid")
             return []
-        ordered = sorted(entries, key=lambda item: item[1].start_s)
+        ordered = sorted(entries, key=lambda item: item[1]["start_s"])
         if [i for i, _ in ordered] != [i for i, _ in entries]:
-            self.report(element, "TEMPO entries out of order: sorted by Inizio")
-        grid: list[TempoSegment] = []
+            self.report(raw, "TEMPO entries out of order: sorted by Inizio")
+        grid: list[dict[str, Any]] = []
         for _, segment in ordered:
-            if grid and segment.start_s <= grid[-1].start_s:
+            if grid and segment["start_s"] <= grid[-1]["start_s"]:
                 self.report(
-                    element, f"duplicate TEMPO entry at Inizio={segment.start_s}: kept the first"
+                    raw, f"duplicate TEMPO entry at Inizio={segment['start_s']}: kept the first"
                 )
                 continue
             grid.append(segment)
         return grid
 
-    def _segment(self, attrs: dict[str, str], problems: list[str]) -> TempoSegment:
+    @staticmethod
+    def _segment(attrs: dict[str, str], repairs: list[str]) -> dict[str, Any]:
         start = _float(attrs, "Inizio")
         bpm = _float(attrs, "Bpm")
         if start is None or bpm is None:
             raise ValueError("needs Inizio and Bpm")
         if bpm <= 0:
             raise ValueError(f"Bpm={bpm} is not positive")
-        metro = attrs.get("Metro", "4/4")
-        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", metro)
-        if not match:
-            raise ValueError(f"Metro={metro!r} is not like '4/4'")
-        per_bar = int(match.group(1))
-        if not 1 <= per_bar <= 16:
-            raise ValueError(f"Metro={metro!r} has {per_bar} beats per bar")
+        per_bar = _beats_per_bar(attrs.get("Metro", "4/4"))
         beat = int(attrs.get("Battito", "1") or 1)
         if not 1 <= beat <= per_bar:
             # Seen in a real export (Battito="0"): its memory cues sit on bar lines only if
             # the anchor is a downbeat, so clamp rather than wrap.
-            problems.append(f"Battito={beat} outside 1..{per_bar}: read as 1")
+            repairs.append(f"Battito={beat} outside 1..{per_bar}: read as 1")
             beat = 1
         if start < 0:
             # A grid anchored before the audio starts: move the anchor forward by whole beats.
             period = 60.0 / bpm
             steps = math.ceil(-start / period - 1e-9)
-            problems.append(f"Inizio={start} is negative: anchor moved forward {steps} beat(s)")
+            repairs.append(f"Inizio={start} is negative: anchor moved forward {steps} beat(s)")
             start = round(start + steps * period, 6)
             beat = (beat - 1 + steps) % per_bar + 1
-        return TempoSegment(start_s=start, bpm=bpm, beats_per_bar=per_bar, beat_in_bar=beat)
+        return {"start_s": start, "bpm": bpm, "beats_per_bar": per_bar, "beat_in_bar": beat}
 
-    def cues(self, element: ET.Element, duration: float | None) -> list[Cue]:
-        cues: list[Cue] = []
-        for index, mark in enumerate(element.iter("POSITION_MARK")):
+    def cues(self, raw: _RawTrack, duration: float | None) -> list[dict[str, Any]]:
+        cues: list[dict[str, Any]] = []
+        for index, attrs in enumerate(raw.marks):
             try:
-                cues.append(self._cue(mark.attrib))
-            except (ValueError, ValidationError) as error:
-                self.report(element, f"POSITION_MARK {index + 1} skipped ({_short(error)})")
+                cues.append(self._cue(attrs))
+            except ValueError as error:
+                self.report(raw, f"POSITION_MARK {index + 1} skipped ({error})")
         if duration is not None:
-            late = [cue for cue in cues if cue.start_s > duration + 1.0]
+            late = sum(1 for cue in cues if cue["start_s"] > duration + 1.0)
             if late:
-                self.report(
-                    element, f"{len(late)} cue(s) after the track's end ({duration:.0f} s)"
-                )
+                self.report(raw, f"{late} cue(s) after the track's end ({duration:.0f} s)")
         return cues
 
-    def _cue(self, attrs: dict[str, str]) -> Cue:
+    @staticmethod
+    def _cue(attrs: dict[str, str]) -> dict[str, Any]:
         start = _float(attrs, "Start")
         if start is None:
             raise ValueError("no Start")
@@ -306,22 +391,22 @@ class _TrackReader:
         if end is not None and end <= start:
             end = None  # A zero-length loop is a cue in Rekordbox too.
         color = None
-        if all(k in attrs for k in ("Red", "Green", "Blue")):
-            rgb = [int(attrs[k]) for k in ("Red", "Green", "Blue")]
-            if any(not 0 <= v <= 255 for v in rgb):
+        if "Red" in attrs and "Green" in attrs and "Blue" in attrs:
+            rgb = (int(attrs["Red"]), int(attrs["Green"]), int(attrs["Blue"]))
+            if not all(0 <= v <= 255 for v in rgb):
                 raise ValueError(f"colour {rgb} outside 0..255")
             color = "#{:02X}{:02X}{:02X}".format(*rgb)
-        return Cue(
-            start_s=start, end_s=end, kind="memory" if num < 0 else "hot",
-            slot=None if num < 0 else num, name=attrs.get("Name", ""), color=color,
-        )
+        return {
+            "start_s": start, "end_s": end, "kind": "memory" if num < 0 else "hot",
+            "slot": None if num < 0 else num, "name": attrs.get("Name", ""), "color": color,
+        }
 
-    def annotation(self, element: ET.Element) -> tuple[TrackAnnotation, str | None]:
-        attrs = element.attrib
+    def annotation(self, raw: _RawTrack) -> tuple[TrackAnnotation, str | None]:
+        attrs = raw.attrs
         track_id = attrs.get("TrackID", "")
         duration = _float(attrs, "TotalTime")
         if duration is None or duration <= 0:
-            self.report(element, f"TotalTime={attrs.get('TotalTime')!r}: duration unknown")
+            self.report(raw, f"TotalTime={attrs.get('TotalTime')!r}: duration unknown")
             duration = None
         bpm = _float(attrs, "AverageBpm")
         location = attrs.get("Location", "")
@@ -333,36 +418,53 @@ class _TrackReader:
         if track_id:
             provenance["track_id"] = track_id
         if path is None:
-            self.report(element, f"Location {location[:80]!r} is not a local file URL")
+            self.report(raw, f"Location {location[:80]!r} is not a local file URL")
             if location:
                 provenance["location"] = location
         rating = None
         match = _ENERGY.search(attrs.get("Comments", ""))
         if match and float(match.group(1)) <= 10:
             rating = float(match.group(1))
-        annotation = TrackAnnotation(
-            track=TrackIdentity(
-                path=path, duration_s=duration, title=attrs.get("Name", ""),
-                artist=attrs.get("Artist", ""), genre=attrs.get("Genre", ""),
-                source_id=track_id or None,
-            ),
-            grid=self.grid(element),
-            cues=self.cues(element, duration),
-            key=attrs.get("Tonality") or None,
-            bpm=bpm if bpm and bpm > 0 else None,
-            energy_rating=rating,
-            metadata=Metadata(
-                tier=self.tier, confidence=1.0 if self.tier == Tier.VERIFIED else 0.5,
-                source=SOURCE, provenance=provenance,
-            ),
-        )
-        return annotation, path
+        data = {
+            "track": {
+                "path": path, "duration_s": duration, "title": attrs.get("Name", ""),
+                "artist": attrs.get("Artist", ""), "genre": attrs.get("Genre", ""),
+                "source_id": track_id or None,
+            },
+            "grid": self.grid(raw),
+            "cues": self.cues(raw, duration),
+            "key": attrs.get("Tonality") or None,
+            "bpm": bpm if bpm and bpm > 0 else None,
+            "energy_rating": rating,
+            "metadata": {
+                "tier": self.tier, "confidence": 1.0 if self.tier == Tier.VERIFIED else 0.5,
+                "source": SOURCE, "provenance": provenance,
+            },
+        }
+        try:
+            return TrackAnnotation.model_validate(data), path
+        except ValidationError:
+            pass
+        # Slow path: find the elements the schema rejects, drop them, and try again.
+        for key, model, label in (("grid", TempoSegment, "TEMPO entry"),
+                                  ("cues", Cue, "POSITION_MARK")):
+            kept = []
+            for item in data[key]:
+                try:
+                    model.model_validate(item)
+                except ValidationError as error:
+                    self.report(raw, f"{label} at {item['start_s']} s skipped ({_short(error)})")
+                else:
+                    kept.append(item)
+            data[key] = kept
+        return TrackAnnotation.model_validate(data), path
 
 
 def _short(error: Exception) -> str:
     if isinstance(error, ValidationError):
         first = error.errors()[0]
-        return str(first["msg"])
+        where = ".".join(str(part) for part in first["loc"])
+        return f"{where}: {first['msg']}" if where else str(first["msg"])
     return str(error)
 
 
@@ -415,54 +517,27 @@ def read_rekordbox_xml(
     path = Path(path)
     tier = Tier(tier)
     library = RekordboxLibrary(tracks=[], path=path)
-    reader = _TrackReader(path, tier, "", library.problems)
+    reader = _TrackReader(path, tier, library.problems)
     raw: list[tuple[TrackAnnotation, str | None, str]] = []
-    stack: list[str] = []
-    playlist_nodes: list[tuple[str, str, list[str]]] = []
-    node_names: list[str] = []
-    current_keys: list[str] | None = None
-    seen_collection = False
-    for event, element in _open_events(path):
-        if event == "start":
-            if not stack and element.tag != "DJ_PLAYLISTS":
-                raise RekordboxError(
-                    f"{path}: not a Rekordbox XML export (root element <{element.tag}>, "
-                    "expected <DJ_PLAYLISTS>)"
-                )
-            parent = stack[-1] if stack else ""
-            stack.append(element.tag)
-            if element.tag == "PRODUCT" and parent == "DJ_PLAYLISTS":
-                reader.version = library.product_version = element.get("Version", "")
-            elif element.tag == "COLLECTION" and parent == "DJ_PLAYLISTS":
-                seen_collection = True
-                entries = element.get("Entries")
-                library.entries_declared = int(entries) if entries and entries.isdigit() else None
-            elif element.tag == "NODE":
-                node_names.append(element.get("Name", ""))
-                if element.get("Type") == "1":
-                    current_keys = []
-            elif element.tag == "TRACK" and parent == "NODE" and current_keys is not None:
-                current_keys.append(element.get("Key", ""))
-            continue
-        stack.pop()
-        parent = stack[-1] if stack else ""
-        if element.tag == "TRACK" and parent == "COLLECTION":
-            library.tracks_in_file += 1
-            try:
-                annotation, original = reader.annotation(element)
-            except (ValueError, ValidationError) as error:
-                library.skipped += 1
-                reader.report(element, f"skipped ({_short(error)})")
-            else:
-                raw.append((annotation, original, element.get("Location", "")))
-            element.clear()  # Keeps memory flat on large collections.
-        elif element.tag == "NODE":
-            name = "/".join(node_names[1:])  # Without the ROOT node.
-            if element.get("Type") == "1" and current_keys is not None:
-                playlist_nodes.append((name, element.get("KeyType", "0"), current_keys))
-                current_keys = None
-            node_names.pop()
-    if not seen_collection:
+
+    def on_track(track: _RawTrack) -> None:
+        library.tracks_in_file += 1
+        reader.version = handler.version
+        try:
+            annotation, original = reader.annotation(track)
+        except (ValueError, ValidationError) as error:
+            library.skipped += 1
+            reader.report(track, f"skipped ({_short(error)})")
+        else:
+            raw.append((annotation, original, track.attrs.get("Location", "")))
+
+    handler = _ExportHandler(path, on_track)
+    with _xml_errors(path), path.open("rb") as stream:
+        defused_sax.parse(stream, handler, forbid_dtd=False, forbid_entities=True,
+                          forbid_external=True)
+    library.product_version = handler.version
+    library.entries_declared = handler.entries
+    if not handler.seen_collection:
         raise RekordboxError(f"{path}: Rekordbox XML without a <COLLECTION> element")
     if (
         library.entries_declared is not None
@@ -473,7 +548,7 @@ def read_rekordbox_xml(
             f"{library.tracks_in_file} TRACK elements; imported all of them"
         )
     if playlist is not None:
-        keys, key_kind = _playlist_keys(playlist_nodes, playlist, path)
+        keys, key_kind = _playlist_keys(handler.playlists, playlist, path)
         raw = [
             item for item in raw
             if (item[2] if key_kind == "location" else item[0].track.source_id) in keys
@@ -673,11 +748,10 @@ def _add_playlist(root: ET.Element, track_ids: list[str]) -> None:
 
 
 def _load_tree(path: Path) -> ET.Element:
-    for _ in _open_events(path):
-        pass  # Validates with the hardened parser and turns errors into RekordboxError.
-    root = SafeET.parse(str(path)).getroot()
+    with _xml_errors(path):
+        root = SafeET.parse(str(path)).getroot()
     if root.tag != "DJ_PLAYLISTS" or root.find("COLLECTION") is None:
-        raise RekordboxError(f"{path}: not a Rekordbox XML export")
+        raise RekordboxError(f"{path}: not a Rekordbox XML export (no DJ_PLAYLISTS/COLLECTION)")
     return root
 
 
