@@ -20,8 +20,13 @@ from edm.audit.grid_checks import sample
 from edm.data.schema import Cue, TempoSegment, TrackAnnotation, beat_grid
 from edm.heads.activations import Activations
 
-#: A cue further than this from every beat is off the grid (DJ software snaps to ~1 ms).
+#: A cue further than this from every beat of the labelled grid is off the grid; the labelled
+#: grid itself may be up to 20 ms off (the grid check's tolerance), hence the margin.
 BEAT_TOLERANCE_S = 0.025
+#: The same against a grid aligned to the beat activation (sub-tolerance offsets removed).
+ALIGNED_TOLERANCE_S = 0.015
+#: A cue this close to a beat of the DJ's own grid was snapped to it: not an off-grid cue.
+SNAPPED_S = 0.002
 #: Cues closer than this are the same cue (Rekordbox often stores a memory and a hot cue there).
 SAME_CUE_S = 0.005
 #: Prior scores without model evidence: how often each symptom is a real error in DJ libraries.
@@ -69,10 +74,19 @@ def _choose(
 
 
 def check_cues(
-    track: TrackAnnotation, grid: list[TempoSegment] | None = None, act: Activations | None = None
+    track: TrackAnnotation,
+    grid: list[TempoSegment] | None = None,
+    act: Activations | None = None,
+    *,
+    aligned: bool = False,
 ) -> list[Finding]:
-    """Heuristic findings for every cue of ``track`` against ``grid`` (default: its own)."""
+    """Heuristic findings for every cue of ``track`` against ``grid`` (default: its own).
+
+    ``aligned`` says ``grid`` was fitted to the beat activation (tighter beat tolerance).
+    """
     grid = track.grid if grid is None else grid
+    tolerance = ALIGNED_TOLERANCE_S if aligned else BEAT_TOLERANCE_S
+    own_beats = track.beats() if aligned else np.zeros(0)
     end = track.end_s
     findings: list[Finding] = []
     name = track.track.path or track.track.title
@@ -132,13 +146,14 @@ def check_cues(
         index = int(np.argmin(np.abs(beats - t)))
         offset = t - beats[index]
         nearby = downbeats[np.abs(downbeats - t) <= 4.5 * period]
-        if abs(offset) > BEAT_TOLERANCE_S:
+        snapped = own_beats.size > 0 and float(np.min(np.abs(own_beats - t))) < SNAPPED_S
+        if abs(offset) > tolerance and not snapped:
             # Off the beat: the fix is a nearby downbeat where the model sees a boundary, else
             # the nearest beat (the smallest change that puts it back on the grid).
             target, weight, quiet = _choose(nearby, t, act)
             if act is None or weight <= 1.0:
                 target = float(beats[index])
-            sharpness = min(1.0, (abs(offset) - BEAT_TOLERANCE_S) / 0.015 + 0.5)
+            sharpness = min(1.0, (abs(offset) - tolerance) / 0.015 + 0.5)
             add(
                 cue,
                 "cue_off_grid",

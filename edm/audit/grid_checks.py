@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import find_peaks
 
-from edm.audit.corrections import apply_grid_fix
+from edm.audit.corrections import apply_grid_fix, shift_grid
 from edm.audit.findings import Finding
 from edm.data.schema import TempoSegment, TrackAnnotation, beat_grid
 from edm.heads.activations import Activations
@@ -113,18 +113,22 @@ def _check_octave(
 
 def _check_phase(
     track: TrackAnnotation, act: Activations, grid: list[TempoSegment], until_s: float
-) -> Finding | None:
+) -> tuple[Finding | None, float]:
+    """A finding when the grid is off by more than the tolerance, and the measured offset
+    (the grid is aligned by it either way, so cue checks can use a tighter tolerance)."""
     end = min(track.end_s or np.inf, until_s, act.n_frames / act.frames_per_second)
     beats, _ = beat_grid(grid, end)
     if len(beats) < 8:
-        return None
+        return None, 0.0
     shift, best, at_zero = _phase(act, beats, _median_period(grid))
-    if abs(shift) <= PHASE_TOLERANCE_S or best <= 0:
-        return None
+    if best < 0.05:
+        return None, 0.0  # no beat activation to align to
+    if abs(shift) <= PHASE_TOLERANCE_S:
+        return None, shift
     contrast = (best - at_zero) / best
     clarity = min(1.0, best / 0.15) * (0.5 + 0.5 * min(1.0, contrast / 0.3))
     score = _logistic((abs(shift) - PHASE_TOLERANCE_S) / 0.004) * clarity
-    return Finding(
+    finding = Finding(
         track.track_id,
         0.0,
         "grid_phase",
@@ -133,6 +137,7 @@ def _check_phase(
         source="grid",
         detail=f"beat activation peaks {shift * 1000:+.0f} ms from the grid",
     )
+    return finding, shift
 
 
 def beat_peaks(act: Activations) -> np.ndarray:
@@ -169,19 +174,28 @@ def _check_tempo_change(
     times, x = peaks[:-1][one_beat], np.log(ratio[one_beat])
     if len(x) < 24:
         return None
-    noise = max(1.4826 * float(np.median(np.abs(np.diff(x)))) / np.sqrt(2), 1e-3)
-    # One change point to the end: the tail whose mean log-ratio is most clearly not 0.
+    # Peak-time jitter makes neighbouring intervals anti-correlated: a run of consecutive
+    # intervals sums (telescopes) to last-minus-first peak, whose noise is one interval's. So a
+    # tail's summed log-ratio has the spread of one interval per unbroken run of beats in it.
+    spread = max(1.4826 * float(np.median(np.abs(x - np.median(x)))), 1e-3)
+    run = np.concatenate([[0], np.cumsum(np.diff(np.flatnonzero(one_beat)) > 1)])
     tails = np.cumsum(x[::-1])[::-1]
-    counts = np.arange(len(x), 0, -1)
-    z = np.abs(tails) / (noise * np.sqrt(counts))
-    z[:8] = 0
-    z[-12:] = 0
-    j = int(np.argmax(z))
-    ratio_after = float(np.exp(np.median(x[j:])))
-    ratio_before = float(np.exp(np.median(x[:j]))) if j else 1.0
+    z = np.abs(tails) / (spread * np.sqrt(run[-1] - run + 1))
+    # Where: the split with the largest between-part variance (a step in the mean log-ratio).
+    n = len(x)
+    split = np.arange(1, n)
+    head_mean = np.cumsum(x)[:-1] / split
+    tail_mean = tails[1:] / (n - split)
+    between = split * (n - split) / n * (tail_mean - head_mean) ** 2
+    between[:7] = 0
+    between[-12:] = 0
+    j = int(np.argmax(between)) + 1
+    ratio_after = float(np.exp(tails[j] / (len(x) - j)))
+    head = float(np.sum(x[:j]))
+    head_z = abs(head) / (spread * np.sqrt(run[j - 1] + 1)) if j else 0.0
     tail_end = min(track.end_s or times[-1], times[-1])
     drift = abs(ratio_after - 1) * (tail_end - times[j])
-    if z[j] < 6 or abs(ratio_before - 1) > 0.004 or drift < DRIFT_MIN_S:
+    if z[j] < 6 or (head_z > 4 and abs(head / max(j, 1)) > 0.004) or drift < DRIFT_MIN_S:
         return None
     segment = grid[int(np.clip(np.searchsorted(starts, times[j], side="right") - 1, 0, None))]
     new_period = segment.beat_period_s * ratio_after
@@ -282,7 +296,10 @@ def check_grid(track: TrackAnnotation, act: Activations, *, latency_s: float = 0
     accept(_check_octave(track, act, grid))
     change = _check_tempo_change(track, act, grid)
     # Phase is measured before any tempo change: after it the grid drifts by design.
-    accept(_check_phase(track, act, grid, change.time_s if change else np.inf))
+    phase, shift = _check_phase(track, act, grid, change.time_s if change else np.inf)
+    accept(phase)
+    if phase is None and shift:
+        grid = shift_grid(grid, shift)
     accept(change)
     accept(_check_downbeat(track, act, grid))
     named = [

@@ -42,7 +42,7 @@ def audit_track(
         checked = check_grid(track, act, latency_s=latency_s)
         findings += checked.findings
         grid = checked.corrected_grid
-    findings += check_cues(track, grid, act)
+    findings += check_cues(track, grid, act, aligned=act is not None and bool(grid))
     return findings, grid
 
 

@@ -30,14 +30,39 @@ def bumps(
 
 
 def activations_for(
-    truth: TrackAnnotation, *, fps: float = 50.0, noise: float = 0.03, seed: int = 0
+    truth: TrackAnnotation,
+    *,
+    fps: float = 50.0,
+    noise: float = 0.03,
+    jitter_s: float = 0.0,
+    spurious_per_minute: float = 0.0,
+    seed: int = 0,
 ) -> Activations:
-    """Beat/downbeat/boundary activations peaking at the truth's beats, downbeats and cues."""
+    """Beat/downbeat/boundary activations peaking at the truth's beats, downbeats and section
+    starts (its cues when it has no sections).
+
+    ``jitter_s`` moves each peak by a normal draw of that spread, peaks vary in height, and
+    ``spurious_per_minute`` adds false boundary peaks of moderate height: a model, not an oracle.
+    """
     rng = np.random.default_rng(seed)
     n = int(truth.end_s * fps)
-    beat = bumps(truth.beats(), n, fps, 0.8, 0.02)
-    downbeat = bumps(truth.downbeats(), n, fps, 0.7, 0.02)
-    boundary = bumps(np.array([c.start_s for c in truth.cues]), n, fps, 0.8, 0.1)
+
+    def peaks(times: np.ndarray, height: float, width_s: float) -> np.ndarray:
+        moved = times + rng.normal(0.0, jitter_s, len(times)) if jitter_s else times
+        heights = height * (rng.uniform(0.7, 1.0, len(times)) if jitter_s else np.ones(len(times)))
+        out = np.zeros(n)
+        for t, h in zip(moved, heights, strict=True):
+            out = np.maximum(out, bumps(np.array([t]), n, fps, float(h), width_s))
+        return out
+
+    beat = peaks(truth.beats(), 0.8, 0.02)
+    downbeat = peaks(truth.downbeats(), 0.7, 0.02)
+    starts = [s.start_s for s in truth.sections] or [c.start_s for c in truth.cues]
+    boundary = peaks(np.array(starts), 0.8, 0.1)
+    n_false = rng.poisson(spurious_per_minute * truth.end_s / 60.0)
+    if n_false:
+        false_times = rng.uniform(0, truth.end_s, n_false)
+        boundary = np.maximum(boundary, bumps(false_times, n, fps, 0.4, 0.1))
 
     def noisy(a: np.ndarray) -> np.ndarray:
         return np.clip(a + noise * rng.random(n), 0, 1)
