@@ -55,6 +55,7 @@ class EmbedSummary:
     store: str
     backbone_key: str
     results: list[TrackResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
 
@@ -93,6 +94,7 @@ class EmbedSummary:
             "realtime_factor": (round(self.audio_seconds / self.seconds, 1)
                                 if self.seconds else None),
             "failures": [{"path": r.path, "reason": r.reason} for r in self.failed],
+            "warnings": list(self.warnings),
             "results": [asdict(result) for result in self.results],
         }
 
@@ -101,14 +103,18 @@ class EmbedSummary:
 # Inputs
 
 
-def collect_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[TrackResult]]:
+def collect_inputs(
+    inputs: Iterable[str | Path],
+) -> tuple[list[Path], list[TrackResult], list[str]]:
     """Audio files named by ``inputs``: audio files, folders of audio (recursive), annotation
     folders (YAML files whose ``track.path`` names the audio) or Rekordbox XML exports.
 
-    Returns the unique files in input order and one failed result per unusable input.
+    Returns the unique files in input order, one failed result per unusable input, and
+    warnings (label problems the XML reader repaired; they do not stop embedding).
     """
     files: list[Path] = []
     problems: list[TrackResult] = []
+    warnings: list[str] = []
     for item in inputs:
         path = Path(item).expanduser()
         if path.is_dir():
@@ -125,9 +131,10 @@ def collect_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Track
                 problems.append(TrackResult(str(path), "failed",
                                             reason=f"{path}: no audio or annotation files"))
         elif path.suffix.lower() == ".xml" and path.is_file():
-            found, bad = _from_rekordbox(path)
+            found, bad, notes = _from_rekordbox(path)
             files.extend(found)
             problems.extend(bad)
+            warnings.extend(notes)
         elif path.is_file() or path.suffix.lower() in AUDIO_EXTENSIONS:
             files.append(path)  # a missing audio file fails later, with the decoder's message
         else:
@@ -137,7 +144,7 @@ def collect_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Track
     unique: dict[Path, None] = {}
     for file in files:
         unique.setdefault(file.resolve() if file.exists() else file, None)
-    return list(unique), problems
+    return list(unique), problems, warnings
 
 
 def _from_annotations(folder: Path) -> tuple[list[Path], list[TrackResult]]:
@@ -156,24 +163,23 @@ def _from_annotations(folder: Path) -> tuple[list[Path], list[TrackResult]]:
     return files, problems
 
 
-def _from_rekordbox(xml_path: Path) -> tuple[list[Path], list[TrackResult]]:
+def _from_rekordbox(xml_path: Path) -> tuple[list[Path], list[TrackResult], list[str]]:
     try:
         from edm.data.rekordbox import RekordboxError, read_rekordbox_xml
     except ImportError as error:
         return [], [TrackResult(str(xml_path), "failed",
-                                reason=f"{xml_path}: Rekordbox import unavailable ({error})")]
+                                reason=f"{xml_path}: Rekordbox import unavailable ({error})")], []
     try:
-        library = read_rekordbox_xml(xml_path)
+        library = read_rekordbox_xml(xml_path, hash_audio=False)  # the job hashes anyway
     except RekordboxError as error:
-        return [], [TrackResult(str(xml_path), "failed", reason=str(error))]
-    problems = [TrackResult(str(xml_path), "failed", reason=problem)
-                for problem in library.problems]
+        return [], [TrackResult(str(xml_path), "failed", reason=str(error))], []
+    problems: list[TrackResult] = []
     files = [Path(track.track.path) for track in library.tracks if track.track.path]
     missing = len(library.tracks) - len(files)
     if missing:
         problems.append(TrackResult(str(xml_path), "failed",
                                     reason=f"{xml_path}: {missing} tracks have no Location"))
-    return files, problems
+    return files, problems, list(library.problems)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,8 +337,8 @@ def embed_library(
     model = get_backbone(backbone, **options) if isinstance(backbone, str) else backbone
     store = EmbeddingStore(store_path, mode="a")
     store.sweep_temp()
-    files, problems = collect_inputs(inputs)
-    summary = EmbedSummary(str(store.path), model.key)
+    files, problems, warnings = collect_inputs(inputs)
+    summary = EmbedSummary(str(store.path), model.key, warnings=warnings)
     # The spectral backbone is cheap and stateless: workers run it whole. A model stays here.
     in_workers = model.name == "spectral"
     job_kwargs = {

@@ -43,6 +43,7 @@ import contextlib
 import errno
 import os
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Mapping
@@ -63,6 +64,7 @@ CHUNK_FRAMES = 4096
 _TEMP_PREFIX = ".tmp-"
 #: Temp folders older than this are leftovers of killed writers and may be swept.
 STALE_TEMP_S = 3600.0
+_HOST = socket.gethostname().replace("-", "_")
 
 
 class StoreError(ValueError):
@@ -343,7 +345,10 @@ class EmbeddingStore:
         if self.has(track_id, key):
             return False
 
-        temp = self.path / f"{_TEMP_PREFIX}{track_id}-{uuid.uuid4().hex[:8]}"
+        # Host and pid in the name let the next run on this host sweep a killed writer's
+        # leftovers at once; other hosts' temp folders wait for STALE_TEMP_S.
+        temp = self.path / (f"{_TEMP_PREFIX}{_HOST}-{os.getpid()}-{track_id}-"
+                            f"{uuid.uuid4().hex[:8]}")
         track_attrs = {"audio_hash": track_id, **_json_safe(dict(track_attrs))}
         try:
             track_group = zarr.open_group(str(temp), mode="w", zarr_format=3,
@@ -396,7 +401,8 @@ class EmbeddingStore:
             raise
 
     def sweep_temp(self, older_than_s: float = STALE_TEMP_S) -> list[Path]:
-        """Delete temp folders left by killed writers (older than ``older_than_s``)."""
+        """Delete temp folders left by killed writers: those of dead processes on this host,
+        and any older than ``older_than_s`` (writers on other hosts)."""
         now = time.time()
         removed = []
         for temp in self.temp_entries():
@@ -404,7 +410,7 @@ class EmbeddingStore:
                 age = now - temp.stat().st_mtime
             except FileNotFoundError:
                 continue
-            if age >= older_than_s:
+            if age >= older_than_s or _dead_local_writer(temp.name):
                 shutil.rmtree(temp, ignore_errors=True)
                 removed.append(temp)
         return removed
@@ -435,6 +441,23 @@ class EmbeddingStore:
             "total_duration_s": round(total_duration, 3), "backbones": backbones,
             "temp_entries": len(self.temp_entries()), "bytes": _folder_bytes(self.path),
         }
+
+
+def _dead_local_writer(temp_name: str) -> bool:
+    """True when ``temp_name`` was made by a process of this host that no longer runs."""
+    prefix = f"{_TEMP_PREFIX}{_HOST}-"
+    if not temp_name.startswith(prefix):
+        return False
+    pid_text = temp_name[len(prefix):].split("-", 1)[0]
+    if not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, owned by someone else
+    return False
 
 
 def _folder_bytes(folder: Path) -> int:
