@@ -21,6 +21,9 @@ from edm.data.schema import (
     beat_grid,
 )
 
+# jams validates through an old jsonschema call; the warning is theirs, not ours.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:jsonschema.*")
+
 
 def _truth() -> TrackAnnotation:
     bar = 4 * 60 / 126.0
