@@ -1,0 +1,232 @@
+"""One call from an audio file to an :class:`~edm.analysis.Analysis`, in layers.
+
+``embed`` → ``activations`` → ``decode`` → :func:`analyze`. Each layer is usable alone, so
+tests and benchmarks can enter at any of them (e.g. decode activations synthesised from a
+known grid, or run the heads on embeddings already in memory):
+
+- :func:`embed`: audio file → :class:`Embedded` (frame embeddings + descriptors). Reads the
+  embedding store when the track is already there (by content hash), else decodes the file
+  and runs the backbone the heads were trained on: the same code ``edm embed`` runs, so
+  training and inference features never drift apart.
+- :func:`activations`: embeddings → per-frame probabilities (:class:`Activations`).
+- :func:`decode`: activations + descriptors → beat grid and sections (:mod:`edm.decode`).
+- :func:`analyze`: all of the above for one path; :func:`analyze_many` for a batch, loading
+  the model once and reporting bad files without stopping.
+
+The model is a heads folder written by ``edm fit-heads``; without one, the small default
+model shipped in ``edm/default_model/`` is used (see ``benchmarks/build_default_model.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edm.analysis import Analysis
+from edm.data.schema import Section, TrackAnnotation
+from edm.decode import BeatGrid, DecodeError, decode_beats, decode_sections
+from edm.heads.activations import Activations
+
+DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
+#: Shorter audio has too few beats for a grid (and no sections to speak of).
+MIN_DURATION_S = 8.0
+
+
+class AnalyzeError(ValueError):
+    """A track or model that cannot be analysed; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Model:
+    """Trained heads plus what analysis needs to know about them."""
+
+    heads: Any  # edm.heads.artifacts.Heads: .predict(embeddings, fps) -> Activations
+    name: str
+    backbone_key: str
+    backbone_name: str
+    backbone_options: dict[str, Any]
+    path: Path
+
+    def backbone(self) -> Any:
+        from edm.backbones import get_backbone
+
+        return get_backbone(self.backbone_name, **self.backbone_options)
+
+
+def load_model(model_dir: str | Path | None = None) -> Model:
+    """Load heads from ``model_dir`` (an ``edm fit-heads`` output) or the shipped default.
+
+    Raises :class:`AnalyzeError` naming the folder when it is missing or not a heads folder.
+    """
+    path = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+    if not path.is_dir():
+        raise AnalyzeError(f"{path}: model folder not found (train one with `edm fit-heads`, "
+                           "or leave out --models for the default model)")
+    if not (path / "config.json").is_file():
+        raise AnalyzeError(f"{path}: not a heads folder (no config.json)")
+    from edm.heads.artifacts import load_heads
+
+    try:
+        heads = load_heads(path)
+    except (OSError, ValueError, KeyError) as error:
+        raise AnalyzeError(f"{path}: cannot load heads ({error})") from error
+    key = str(heads.backbone_key)
+    options: dict[str, Any] = dict(getattr(heads, "backbone_options", None) or {})
+    backbone_name = str(getattr(heads, "backbone_name", None) or key.split("-")[0])
+    name = "default" if path.resolve() == DEFAULT_MODEL_DIR.resolve() else path.name
+    return Model(heads=heads, name=f"{name} ({key})", backbone_key=key,
+                 backbone_name=backbone_name, backbone_options=options, path=path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Layers
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """Frame embeddings and descriptors of one track, at ``frames_per_second``."""
+
+    embeddings: np.ndarray
+    descriptors: dict[str, np.ndarray]
+    frames_per_second: float
+    duration_s: float
+    content_hash: str | None = None
+    from_store: bool = False
+
+
+def embed_audio(audio: np.ndarray, backbone: Any) -> Embedded:
+    """Embeddings and descriptors of mono float32 audio at ``backbone.sample_rate``."""
+    from edm.backbones import compute_descriptors
+
+    fps = float(backbone.frames_per_second)
+    embeddings = backbone.embed(audio)
+    descriptors = compute_descriptors(audio, backbone.sample_rate, fps)
+    return Embedded(embeddings=embeddings, descriptors=descriptors, frames_per_second=fps,
+                    duration_s=len(audio) / backbone.sample_rate)
+
+
+def embed(path: str | Path, model: Model, *, store: Any = None, backbone: Any = None) -> Embedded:
+    """Embeddings for ``path``: from ``store`` (an open EmbeddingStore) if it holds the track
+    for the model's backbone, else computed now with ``backbone`` (built once per batch)."""
+    from edm.audio import AudioError, content_hash, load_audio
+
+    path = Path(path)
+    if not path.is_file():
+        raise AnalyzeError(f"{path}: no such file")
+    try:
+        digest = content_hash(path)
+    except OSError as error:
+        raise AnalyzeError(f"{path}: cannot read ({error.strerror})") from error
+    if store is not None and store.has(digest, model.backbone_key):
+        info = store.backbone_info(digest, model.backbone_key)
+        return Embedded(
+            embeddings=store.embeddings(digest, model.backbone_key),
+            descriptors=store.descriptors(digest, model.backbone_key),
+            frames_per_second=float(info.frames_per_second),
+            duration_s=float(store.track_info(digest).duration_s),
+            content_hash=digest, from_store=True,
+        )
+    backbone = backbone if backbone is not None else model.backbone()
+    try:
+        audio = load_audio(path, backbone.sample_rate)
+    except AudioError as error:
+        raise AnalyzeError(str(error)) from error
+    duration_s = len(audio) / backbone.sample_rate
+    if duration_s < MIN_DURATION_S:
+        raise AnalyzeError(f"{path}: too short to analyse ({duration_s:.1f} s < "
+                           f"{MIN_DURATION_S:.0f} s)")
+    if not np.any(np.abs(audio) > 1e-4):
+        raise AnalyzeError(f"{path}: silent (no sample above -80 dBFS)")
+    result = embed_audio(audio, backbone)
+    return Embedded(embeddings=result.embeddings, descriptors=result.descriptors,
+                    frames_per_second=result.frames_per_second, duration_s=duration_s,
+                    content_hash=digest)
+
+
+def activations(embedded: Embedded, model: Model) -> Activations:
+    """Head probabilities per frame for one track's embeddings."""
+    return model.heads.predict(embedded.embeddings, embedded.frames_per_second)
+
+
+def decode(
+    acts: Activations, *, descriptors: dict[str, np.ndarray] | None = None,
+    duration_s: float | None = None,
+) -> tuple[BeatGrid, list[Section]]:
+    """Beat grid and sections (with energy when ``descriptors`` are given)."""
+    grid = decode_beats(acts)
+    sections = decode_sections(acts, grid, descriptors=descriptors, duration_s=duration_s)
+    return grid, sections
+
+
+def analyze(
+    path: str | Path, model: Model | None = None, *, store: Any = None, backbone: Any = None,
+    base: TrackAnnotation | None = None,
+) -> Analysis:
+    """Analyse one audio file. Raises :class:`AnalyzeError` naming the file on bad input."""
+    started = time.perf_counter()
+    model = model if model is not None else load_model()
+    embedded = embed(path, model, store=store, backbone=backbone)
+    acts = activations(embedded, model)
+    try:
+        grid, sections = decode(acts, descriptors=embedded.descriptors,
+                                duration_s=embedded.duration_s)
+    except DecodeError as error:
+        raise AnalyzeError(f"{path}: {error}") from error
+    return Analysis(
+        path=str(Path(path).resolve()), duration_s=round(embedded.duration_s, 3), grid=grid,
+        sections=sections, model=model.name, backbone=model.backbone_key,
+        content_hash=embedded.content_hash, elapsed_s=time.perf_counter() - started, base=base,
+        extra={"envelope": envelope(embedded.descriptors, embedded.frames_per_second)},
+    )
+
+
+#: Rate of the band-energy envelope kept for plots: enough for a 6-minute overview.
+ENVELOPE_FPS = 10.0
+
+
+def envelope(descriptors: dict[str, np.ndarray], frames_per_second: float) -> dict[str, Any]:
+    """Band energies pooled (RMS) to ``ENVELOPE_FPS`` for plotting, as plain lists."""
+    step = max(1, round(frames_per_second / ENVELOPE_FPS))
+    out: dict[str, Any] = {"frames_per_second": frames_per_second / step}
+    for name in ("rms", "bass", "mid", "high"):
+        values = descriptors.get(name)
+        if values is None:
+            continue
+        n = len(values) // step * step
+        pooled = np.sqrt(np.mean(np.square(values[:n].reshape(-1, step)), axis=1))
+        out[name] = pooled.astype(np.float32)
+    return out
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One input of a batch: its analysis, or the one-line reason it failed."""
+
+    path: str
+    analysis: Analysis | None = None
+    error: str | None = None
+
+
+def analyze_many(
+    inputs: Iterable[tuple[str | Path, TrackAnnotation | None]], model: Model, *,
+    store: Any = None, on_done: Callable[[Outcome], None] | None = None,
+) -> Iterator[Outcome]:
+    """Analyse ``(path, base annotation or None)`` pairs with one model and one backbone.
+
+    A file that fails yields an :class:`Outcome` with ``error`` set; the batch goes on.
+    """
+    backbone = model.backbone()
+    for path, base in inputs:
+        try:
+            outcome = Outcome(str(path), analysis=analyze(path, model, store=store,
+                                                           backbone=backbone, base=base))
+        except AnalyzeError as error:
+            outcome = Outcome(str(path), error=str(error).splitlines()[0])
+        if on_done is not None:
+            on_done(outcome)
+        yield outcome

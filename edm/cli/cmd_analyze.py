@@ -1,0 +1,148 @@
+"""``edm analyze``: beat grid, sections and energy for tracks, folders or a Rekordbox XML."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+_err = Console(stderr=True)
+
+#: Default output per format: a folder of one file per track, or one file for the batch.
+_DEFAULT_OUT = {"json": "edm-analysis", "jams": "edm-analysis", "rekordbox": "edm-analysis.xml",
+                "csv": "edm-cues.csv"}
+
+
+def _collect(inputs: tuple[Path, ...], audio_root: Path | None):
+    """(path, base annotation or None) pairs, the XML they came from, and input problems."""
+    from edm.data.rekordbox import RekordboxError, read_rekordbox_xml
+    from edm.store.embed import collect_inputs
+
+    pairs: list = []
+    problems: list[str] = []
+    xml_base: Path | None = None
+    plain: list[Path] = []
+    for item in inputs:
+        if item.suffix.lower() == ".xml" and item.is_file():
+            try:
+                library = read_rekordbox_xml(item, audio_root=audio_root, hash_audio=False)
+            except RekordboxError as error:
+                problems.append(str(error))
+                continue
+            problems.extend(library.problems)
+            xml_base = xml_base or item
+            for track in library.tracks:
+                if track.track.path:
+                    pairs.append((Path(track.track.path), track))
+                else:
+                    problems.append(f"{item}: track {track.track_id} has no Location")
+        else:
+            plain.append(item)
+    if plain:
+        files, bad = collect_inputs(plain)
+        pairs.extend((file, None) for file in files)
+        problems.extend(result.reason for result in bad)
+    return pairs, xml_base, problems
+
+
+@click.command(epilog="""\b
+Examples:
+  edm analyze track.mp3                        # table on the terminal, JSON in edm-analysis/
+  edm analyze ~/Music/promos --plot            # a folder, with a PNG per track
+  edm analyze rekordbox.xml --format rekordbox --out analysed.xml
+  edm analyze track.flac --models models/mine --format jams --out jams/
+  edm analyze track.mp3 --json                 # results as JSON on stdout
+\b
+Rekordbox output writes the beat grid and a named memory cue at every section start; your own
+cues are kept unless --replace-cues. Import the file in Rekordbox (Preferences > View >
+rekordbox xml) or check it with `edm data import`.
+Exit codes: 0 every input analysed, 1 some inputs failed (each named on stderr), 2 usage.""")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--models", "model_dir", type=click.Path(path_type=Path),
+              help="Heads folder from `edm fit-heads` (default: the model shipped with edm).")
+@click.option("--store", "store_path", type=click.Path(exists=True, path_type=Path),
+              help="Embedding store to read tracks from when already embedded.")
+@click.option("--format", "fmt", type=click.Choice(["json", "jams", "rekordbox", "csv"]),
+              default="json", show_default=True, help="Output format.")
+@click.option("--out", "out_path", type=click.Path(path_type=Path),
+              help="Output folder (json, jams) or file (rekordbox, csv). "
+                   "Default: edm-analysis/, edm-analysis.xml or edm-cues.csv.")
+@click.option("--plot", is_flag=True, help="Also write a PNG per track next to the output.")
+@click.option("--replace-cues", is_flag=True,
+              help="Rekordbox output: drop the tracks' existing cues instead of keeping them.")
+@click.option("--audio-root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Where a Rekordbox XML's audio lives on this machine.")
+@click.option("--json", "as_json", is_flag=True, help="Print the analyses as JSON on stdout.")
+def command(inputs: tuple[Path, ...], model_dir: Path | None, store_path: Path | None, fmt: str,
+            out_path: Path | None, plot: bool, replace_cues: bool, audio_root: Path | None,
+            as_json: bool) -> None:
+    """Beat grid, phrase-aligned sections and energy for tracks, folders or a Rekordbox XML."""
+    from edm.analysis import output_name, write_csv, write_jams, write_json, write_rekordbox
+    from edm.analyze import AnalyzeError, analyze_many, load_model
+
+    try:
+        model = load_model(model_dir)
+    except AnalyzeError as error:
+        raise click.ClickException(str(error)) from error
+    store = None
+    if store_path is not None:
+        from edm.store import EmbeddingStore
+
+        store = EmbeddingStore(store_path)
+    pairs, xml_base, problems = _collect(inputs, audio_root)
+    out = out_path or Path(_DEFAULT_OUT[fmt])
+    plot_dir = out if fmt in ("json", "jams") else out.parent
+
+    analyses = []
+    progress = Progress(TextColumn("analyzing"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("{task.description}"), console=_err,
+                        disable=as_json or len(pairs) < 2, transient=True)
+    with progress:
+        task = progress.add_task("", total=len(pairs))
+        for outcome in analyze_many(pairs, model, store=store):
+            progress.update(task, advance=1, description=Path(outcome.path).name)
+            if outcome.error is not None:
+                problems.append(outcome.error)
+                continue
+            analysis = outcome.analysis
+            analyses.append(analysis)
+            if fmt == "json":
+                write_json(analysis, out / output_name(analysis, "json"))
+            elif fmt == "jams":
+                write_jams(analysis, out / output_name(analysis, "jams"))
+            if plot:
+                from edm.plot import plot_analysis
+
+                plot_analysis(analysis, plot_dir / output_name(analysis, "png"))
+    if analyses and fmt == "rekordbox":
+        write_rekordbox(analyses, out, replace_cues=replace_cues, base=xml_base)
+    elif analyses and fmt == "csv":
+        write_csv(analyses, out)
+
+    if as_json:
+        click.echo(json.dumps({"model": model.name, "out": str(out),
+                               "analyses": [a.to_dict() for a in analyses],
+                               "problems": problems}, indent=2, ensure_ascii=False))
+    else:
+        table = Table(title=f"edm analyze — model: {model.name}")
+        for column in ("track", "BPM", "sections", "first drop", "time"):
+            table.add_column(column, justify="left" if column == "track" else "right")
+        for a in analyses:
+            drop = next((s.start_s for s in a.sections if s.label == "drop"), None)
+            tempo = " → ".join(f"{s.bpm:g}" for s in a.grid.segments[:3])
+            table.add_row(Path(a.path).name, tempo, str(len(a.sections)),
+                          "—" if drop is None else f"{int(drop // 60)}:{drop % 60:04.1f}",
+                          f"{a.elapsed_s:.2f} s")
+        if analyses:
+            Console().print(table)
+            click.echo(f"wrote {fmt} → {out}" + (f" (PNGs in {plot_dir})" if plot else ""),
+                       err=True)
+    for line in problems:
+        click.echo(line, err=True)
+    if problems:
+        click.echo(f"{len(problems)} input(s) failed, {len(analyses)} analysed", err=True)
+        raise SystemExit(1)
