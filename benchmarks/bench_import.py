@@ -104,8 +104,8 @@ def run_cli(xml: Path, out: Path) -> dict[str, float]:
 
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "edm.cli", "data", "import", str(xml), "--out", str(out),
-         "--json"],
+        [sys.executable, "-c", "from edm.cli import main; main()", "data", "import", str(xml),
+         "--out", str(out), "--json"],
         check=True, capture_output=True, text=True,
     )
     seconds = time.perf_counter() - start

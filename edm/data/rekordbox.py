@@ -30,10 +30,12 @@ repaired or the bad element is skipped, and a one-line message naming file and t
 to :attr:`RekordboxLibrary.problems`; the track is still imported. Only a file that cannot be
 read as a Rekordbox export raises :class:`RekordboxError`.
 
-Why not ``pyrekordbox``: its ``RekordboxXml`` parses with the standard-library
-``xml.etree.ElementTree`` parser (no entity protection), builds the whole tree in memory, and
-raises on the first malformed element instead of reporting and going on; it would add a heavy
-dependency (its database extras) for the few attributes read here.
+Why not ``pyrekordbox`` (its ``rbxml`` module, read for this): it parses with the standard
+library's ``xml.etree.cElementTree`` (no refusal of entity declarations) and builds the whole
+tree; its ``decode_path`` strips ``file://localhost/`` *after* unquoting and ``normpath``s the
+rest, so a macOS path loses its leading ``/`` and ``file:///`` URLs are not handled; its
+``PositionMark`` knows no ``Red/Green/Blue`` attributes; and a malformed element raises instead
+of being reported. What edm needs from it is a few attribute conversions, done here.
 """
 
 from __future__ import annotations
@@ -636,7 +638,8 @@ def _track_attrs(annotation: TrackAnnotation, track_id: str) -> dict[str, str]:
              "Artist": track.artist, "Genre": track.genre}
     if track.path:
         attrs["Kind"] = _KIND_BY_EXTENSION.get(Path(track.path).suffix.lower(), "")
-    attrs["TotalTime"] = str(round(track.duration_s)) if track.duration_s else "0"
+    # Whole seconds, rounded down like Rekordbox: no grid beats past the audio on re-import.
+    attrs["TotalTime"] = str(max(1, math.floor(track.duration_s))) if track.duration_s else "0"
     attrs["AverageBpm"] = _fmt(annotation.bpm, 2) if annotation.bpm else (
         _fmt(annotation.grid[0].bpm, 2) if annotation.grid else "0.00"
     )

@@ -39,6 +39,10 @@ SCHEMA_VERSION = 1
 #: Times above this are almost certainly milliseconds passed as seconds (10 hours).
 _PLAUSIBLE_MAX_S = 36_000.0
 
+#: libyaml's C emitter and parser when installed: ~10x faster on a 10,000-track import.
+_YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class AnnotationError(ValueError):
     """An annotation file that cannot be read; the message names the file and the field."""
@@ -347,7 +351,7 @@ def load_annotation(path: str | Path) -> TrackAnnotation:
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
     except OSError as error:
         raise AnnotationError(f"{path}: cannot read ({error.strerror})") from error
     except yaml.YAMLError as error:
@@ -364,7 +368,9 @@ def save_annotation(annotation: TrackAnnotation, path: str | Path) -> Path:
     """Write one annotation atomically (temp file + rename): a reader never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(annotation_to_dict(annotation), sort_keys=False, allow_unicode=True)
+    text = yaml.dump(
+        annotation_to_dict(annotation), Dumper=_YAML_DUMPER, sort_keys=False, allow_unicode=True
+    )
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".yaml")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
