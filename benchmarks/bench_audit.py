@@ -137,10 +137,7 @@ def bench_precision(args: argparse.Namespace) -> None:
     for noise in args.noise:
         library = synth_library(args.workdir, args.tracks, args.minutes, noise, args.seed)
         noisy, truths = load_library(library)
-        if args.activations == "oracle":
-            activations = oracle_activations(truths, args.seed)
-        else:
-            activations = model_activations(library, noisy, args)
+        activations = oracle_activations(truths, args.seed)
         start = time.perf_counter()
         result = audit_library(noisy, activations)
         seconds = time.perf_counter() - start
@@ -151,35 +148,121 @@ def bench_precision(args: argparse.Namespace) -> None:
         )
 
 
-def model_activations(library: Path, noisy: list[TrackAnnotation], args: argparse.Namespace):
-    """Embed the library and fit the heads k-fold; the out-of-fold probabilities."""
-    from edm.heads.artifacts import load_oof
+def embedded_tracks(library: Path, annotations: list[TrackAnnotation]) -> list:
+    """Embed the library's audio (spectral backbone) and pair embeddings with annotations."""
+    from edm.heads.fit import load_tracks
+    from edm.store import EmbeddingStore
+    from edm.store.embed import embed_library
 
-    models = library / "models"
-    if not (models / "config.json").exists():
-        import subprocess
+    store_path = library / "store.zarr"
+    summary = embed_library([library / "audio"], store_path, "spectral", workers=2)
+    console.print(f"embedded {library / 'audio'} in {summary.seconds:.0f} s")
+    loaded = load_tracks(EmbeddingStore(store_path), annotations)
+    for problem in loaded.problems:
+        console.print(problem)
+    return loaded.tracks
 
-        annotations = library / "annotations"
-        store = library / "store.zarr"
-        for command in (
-            ["edm", "data", "import", str(library / "rekordbox.xml"), "--out", str(annotations)],
-            ["edm", "embed", str(annotations), "--store", str(store)],
-            [
-                "edm",
-                "fit-heads",
-                "--store",
-                str(store),
-                "--annotations",
-                str(annotations),
-                "--out",
-                str(models),
-                "--folds",
-                "3",
-            ],
-        ):
-            console.print(" ".join(command))
-            subprocess.run(command, check=True)
-    return load_oof(models)
+
+def fit_report(tracks: list, epochs: int, seed: int, folds: int = 3):
+    """k-fold OOF activations and a final model (``edm fit-heads`` as a library call)."""
+    from edm.heads.fit import fit_heads
+    from edm.heads.train import TrainConfig
+
+    started = time.perf_counter()
+    report = fit_heads(
+        tracks,
+        TrainConfig(epochs=epochs, seed=seed),
+        backbone_key="spectral",
+        folds=folds,
+        fit_final=True,
+    )
+    console.print(
+        f"fit {len(tracks)} tracks, {folds} folds, {epochs} epochs: "
+        f"{time.perf_counter() - started:.0f} s"
+    )
+    return report
+
+
+def held_out_scores(heads, tracks: list, truths: dict[str, TrackAnnotation]) -> dict[str, float]:
+    from edm.heads.fit import score_tracks
+
+    predicted = {t.track_id: heads.predict(t.embeddings, t.frames_per_second) for t in tracks}
+    return score_tracks(predicted, {t.track_id: truths[t.track_id] for t in tracks})
+
+
+def bench_model(args: argparse.Namespace) -> None:
+    """The real thing: spectral embeddings, k-fold heads, audit of the out-of-fold output, and
+    one loop: accept the findings above ``--accept-above``, refit, score on held-out truth."""
+    from dataclasses import replace as dc_replace
+
+    from edm.audit.corrections import apply_fixes
+
+    for noise in args.noise:
+        library = synth_library(args.workdir, args.tracks, args.minutes, noise, args.seed)
+        noisy, truths = load_library(library)
+        tracks = embedded_tracks(library, noisy)
+        rng = np.random.default_rng(args.seed)
+        order = rng.permutation(len(tracks))
+        n_test = max(2, int(0.25 * len(tracks)))
+        test = [tracks[i] for i in order[:n_test]]
+        train = [tracks[i] for i in order[n_test:]]
+        before = fit_report(train, args.epochs, args.seed)
+        start = time.perf_counter()
+        train_ids = {t.track_id for t in train}
+        result = audit_library([a for a in noisy if a.track_id in train_ids], before.oof)
+        seconds = time.perf_counter() - start
+        injected = [
+            e
+            for e in read_injected(library / "injected_errors.csv")
+            if e["content_hash"] in train_ids
+        ]
+        print_scores(
+            f"{noise} noise, model OOF activations, {len(train)} tracks",
+            score(result.findings, injected),
+            seconds,
+        )
+        accepted = [f for f in result.findings if f.score >= args.accept_above]
+        by_track: dict[str, list[Finding]] = defaultdict(list)
+        for finding in accepted:
+            by_track[finding.track_id].append(finding)
+        fixed_train = []
+        for track in train:
+            fixed = apply_fixes(track.annotation, by_track.get(track.track_id, []))
+            fixed_train.append(dc_replace(track, annotation=fixed))
+        after = fit_report(fixed_train, args.epochs, args.seed)
+        rows = [
+            ("before (noisy labels)", held_out_scores(before.heads, test, truths)),
+            (
+                f"after (accepted {len(accepted)} findings ≥ {args.accept_above})",
+                held_out_scores(after.heads, test, truths),
+            ),
+            (
+                "truth labels (ceiling)",
+                held_out_scores(
+                    fit_report(
+                        [dc_replace(t, annotation=truths[t.track_id]) for t in train],
+                        args.epochs,
+                        args.seed,
+                    ).heads,
+                    test,
+                    truths,
+                ),
+            ),
+        ]
+        table = Table(
+            title=f"{noise} noise: fit → audit → accept → refit, {len(test)} held-out tracks"
+        )
+        for column in ("labels", "boundary F 0.5 s", "boundary F 3 s", "beat F", "downbeat F"):
+            table.add_column(column)
+        for label, scores in rows:
+            table.add_row(
+                label,
+                *(
+                    f"{scores.get(k, float('nan')):.3f}"
+                    for k in ("boundary_f_0.5s", "boundary_f_3s", "beat_f", "downbeat_f")
+                ),
+            )
+        console.print(table)
 
 
 def bench_speed(n_tracks: int) -> None:
@@ -217,8 +300,14 @@ def main() -> None:
         "--speed-tracks", type=int, default=0, help="Also time an audit of N tracks."
     )
     parser.add_argument("--skip-precision", action="store_true")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--accept-above", type=float, default=0.8)
     args = parser.parse_args()
-    if not args.skip_precision:
+    if args.skip_precision:
+        pass
+    elif args.activations == "model":
+        bench_model(args)
+    else:
         bench_precision(args)
     if args.speed_tracks:
         bench_speed(args.speed_tracks)

@@ -12,7 +12,7 @@ ms, activation ratio) times how clear the activation is, tuned on ``edm synth`` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.signal import find_peaks
@@ -34,7 +34,8 @@ DRIFT_MIN_S = 0.060
 
 @dataclass(frozen=True)
 class GridCheck:
-    """Findings and the grid with every suggested fix applied (cue checks use it)."""
+    """Findings, and the grid with every suggested fix applied and aligned to the beat
+    activation (offsets under the reporting tolerance removed too): cue checks use it."""
 
     findings: list[Finding]
     corrected_grid: list[TempoSegment]
@@ -278,7 +279,7 @@ def _check_downbeat(
 def check_grid(track: TrackAnnotation, act: Activations, *, latency_s: float = 0.0) -> GridCheck:
     """All grid checks for one track; ``latency_s`` is the model's own offset (library median).
 
-    Returns the findings and the grid with all of their fixes applied.
+    Returns the findings and the corrected, activation-aligned grid (see :class:`GridCheck`).
     """
     grid = list(track.grid)
     findings: list[Finding] = []
@@ -302,10 +303,8 @@ def check_grid(track: TrackAnnotation, act: Activations, *, latency_s: float = 0
         grid = shift_grid(grid, shift)
     accept(change)
     accept(_check_downbeat(track, act, grid))
-    named = [
-        Finding(**{**f.__dict__, "track": track.track.path or track.track.title}) for f in findings
-    ]
-    return GridCheck(named, grid)
+    name = track.track.path or track.track.title
+    return GridCheck([replace(f, track=name) for f in findings], grid)
 
 
 def delay(act: Activations, latency_s: float) -> Activations:
