@@ -583,7 +583,12 @@ def section_energy(
     onset = descriptors.get("onset")
     onset_frames = np.zeros(0, dtype=int)
     if onset is not None and len(onset) and onset.max() > 0:
-        onset_frames, _ = find_peaks(onset, height=0.3 * float(onset.max()),
+        # Adaptive threshold: flux above its 1-s moving median by half the track's spread, so
+        # quiet hats in a breakdown count as onsets and a loud intro does not hide the rest.
+        from scipy.ndimage import median_filter
+
+        detail = onset - median_filter(onset, size=max(3, int(frames_per_second)) | 1)
+        onset_frames, _ = find_peaks(detail, height=0.5 * float(np.std(detail)),
                                      distance=max(1, int(0.05 * frames_per_second)))
     onset_times = onset_frames / frames_per_second
     rms = descriptors.get("rms")

@@ -195,7 +195,9 @@ class Events:
             beats=annotation.beats() if annotation.grid else None,
             downbeats=annotation.downbeats() if annotation.grid else None,
             bpm=main_bpm(annotation),
-            boundaries=starts[starts > 0] if sections else None,
+            # The first section's start is the track start (often the first downbeat, a few
+            # hundred ms in), not a structural boundary.
+            boundaries=starts[1:] if sections else None,
             section_starts=starts if sections else None,
             section_energy=energy if sections else None,
         )

@@ -46,8 +46,8 @@ def plot_analysis(analysis: Analysis, path: str | Path, *, width_in: float = 16.
                 for s in analysis.sections]
     for section, energy in zip(analysis.sections, energies, strict=True):
         colour = cmap(0.15 + 0.8 * energy)
-        top.axvspan(section.start_s, section.end_s, color=colour, alpha=0.28, lw=0)
-        bottom.axvspan(section.start_s, section.end_s, color=colour, alpha=0.28, lw=0)
+        top.axvspan(section.start_s, section.end_s, color=colour, alpha=0.35, lw=0)
+        bottom.axvspan(section.start_s, section.end_s, color=colour, alpha=0.35, lw=0)
         label = section.label or ""
         marker = CUE_COLORS.get(label, "#00FF00")
         top.axvline(section.start_s, color=marker, lw=1.6, alpha=0.95)
@@ -59,14 +59,18 @@ def plot_analysis(analysis: Analysis, path: str | Path, *, width_in: float = 16.
     if "rms" in env:
         rate = float(env["frames_per_second"])
         t = np.arange(len(env["rms"])) / rate
-        peak = max(float(np.max(env["rms"])), 1e-9)
 
         def lane(name: str) -> np.ndarray:
-            return np.asarray(env.get(name, np.zeros_like(t)), float) / peak
+            # Each band on its own scale (99th percentile = 0.95), so a quiet band (highs)
+            # still shows its shape next to a loud one (bass).
+            values = np.asarray(env.get(name, np.zeros_like(t)), float)
+            top = max(float(np.percentile(values, 99)), 1e-9)
+            return 0.95 * np.clip(values / top, 0.0, 1.05)
 
         top.fill_between(t, 0, -lane("bass"), color="#3d7bff", lw=0, label="bass")
         top.fill_between(t, 0, lane("mid"), color="#ffb02e", lw=0, label="mid")
-        top.fill_between(t, 0, lane("high"), color="#f4f4f4", lw=0, alpha=0.85, label="high")
+        top.fill_between(t, 0, 0.6 * lane("high"), color="#f4f4f4", lw=0, alpha=0.85,
+                         label="high")
         top.legend(loc="lower right", fontsize=7, frameon=False, labelcolor="#c8c8c8", ncol=3)
     top.set_ylim(-1.05, 1.05)
     top.set_yticks([])
