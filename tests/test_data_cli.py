@@ -132,18 +132,24 @@ def test_validate_finds_each_problem(tmp_path: Path) -> None:
                     ann / "late.yaml")
     save_annotation(_annotation("clean", None), ann / "dup.yaml")  # same hash, no audio
     (ann / "broken.yaml").write_text("schema_version: 1\ntrack: {duration_s: -3}\n")
+    (ann / "grid.yaml").write_text(
+        "track: {duration_s: 60}\ngrid:\n- {start_s: 10.0, bpm: 120}\n- {start_s: 4.0, bpm: 120}\n"
+    )
     code, stdout, _ = _run("validate", str(ann), "--json")
     report = json.loads(stdout)
-    assert code == 1 and report["files"] == 5
+    assert code == 1 and report["files"] == 6
     found = {(Path(f["file"]).name, f["check"]) for f in report["findings"]}
     assert found == {
         ("off.yaml", "cue_off_grid"), ("late.yaml", "cue_past_end"), ("dup.yaml", "duplicate"),
-        ("dup.yaml", "missing_audio"), ("broken.yaml", "schema"),
+        ("dup.yaml", "missing_audio"), ("broken.yaml", "schema"), ("grid.yaml", "schema"),
     }
-    by_check = {f["check"]: f for f in report["findings"]}
-    assert "+45 ms from the nearest beat" in by_check["cue_off_grid"]["message"]
-    assert by_check["schema"]["message"].startswith("field track.duration_s:")
-    assert by_check["missing_audio"]["severity"] == "warning"
+    by_check = {(Path(f["file"]).name, f["check"]): f for f in report["findings"]}
+    assert "+45 ms from the nearest beat" in by_check["off.yaml", "cue_off_grid"]["message"]
+    assert by_check["broken.yaml", "schema"]["message"].startswith("field track.duration_s:")
+    assert by_check["grid.yaml", "schema"]["message"].startswith(
+        "field grid: Value error, tempo segments must start in increasing order: 4.0 s follows"
+    )
+    assert by_check["dup.yaml", "missing_audio"]["severity"] == "warning"
     # A looser tolerance lets the 45 ms cue through.
     _, stdout, _ = _run("validate", str(ann), "--json", "--grid-tolerance-ms", "50")
     assert "cue_off_grid" not in {f["check"] for f in json.loads(stdout)["findings"]}
