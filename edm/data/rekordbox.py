@@ -66,7 +66,7 @@ SOURCE = "rekordbox-xml"
 _FILE_URL_PREFIXES = ("file://localhost/", "file:///")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _ENERGY = re.compile(r"\benergy\s*[:=]?\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
-_TRUE_LOOP_TYPE = "4"
+_LOOP_TYPE = "4"
 #: Characters Rekordbox leaves unescaped in Location URLs (it escapes spaces and non-ASCII).
 _URL_SAFE = "/:,()!'&+=@$;~[]*"
 _KIND_BY_EXTENSION = {
@@ -389,7 +389,7 @@ class _TrackReader:
         if start < 0:
             raise ValueError(f"Start={start} is negative")
         num = int(attrs.get("Num", "-1") or -1)
-        end = _float(attrs, "End") if attrs.get("Type") == _TRUE_LOOP_TYPE else None
+        end = _float(attrs, "End") if attrs.get("Type") == _LOOP_TYPE else None
         if end is not None and end <= start:
             end = None  # A zero-length loop is a cue in Rekordbox too.
         color = None
@@ -618,7 +618,7 @@ def _tempo_attrs(segment: TempoSegment) -> dict[str, str]:
 
 def _cue_attrs(cue: Cue) -> dict[str, str]:
     attrs = {
-        "Name": cue.name, "Type": _TRUE_LOOP_TYPE if cue.end_s is not None else "0",
+        "Name": cue.name, "Type": _LOOP_TYPE if cue.end_s is not None else "0",
         "Start": _fmt(cue.start_s, 3),
     }
     if cue.end_s is not None:
@@ -694,6 +694,10 @@ def write_rekordbox_xml(
     ``Location`` matches ``track.path`` gets its TEMPO entries replaced, and its POSITION_MARKs
     replaced (``replace_cues=True``) or kept with the new cues added; other annotations are
     appended and the rest of the file is kept. The file is written atomically.
+
+    Times are written with Rekordbox's millisecond precision and ``TotalTime`` in whole
+    seconds (rounded down); a relative ``track.path`` is made absolute against the current
+    folder, since a file URL has to be absolute.
     """
     path = Path(path)
     if base is not None:
