@@ -14,7 +14,7 @@ from edm.audio import content_hash, load_audio
 from edm.cli import main
 from edm.data.jams_io import load_truth
 from edm.data.rekordbox import read_rekordbox_xml
-from edm.data.schema import Section, TempoSegment, TrackAnnotation, TrackIdentity
+from edm.data.schema import Section, TempoSegment, TrackAnnotation, TrackIdentity, beat_grid
 from edm.synth import ERROR_KINDS, dj_labels, make_library
 from edm.synth.library import CSV_COLUMNS
 
@@ -55,17 +55,24 @@ def test_layout_and_truth_round_trip(clean_library: Path) -> None:
         assert len(decoded) / 44100 == pytest.approx(truth.track.duration_s, abs=1e-3)
 
 
+def test_same_library_whatever_the_workers(clean_library: Path, tmp_path: Path) -> None:
+    make_library(tmp_path, tracks=2, seed=3, minutes=0.25, noise="none",
+                 genres=["techno", "drum_and_bass"], workers=2)
+    for path in sorted((clean_library / "audio").iterdir()):
+        assert (tmp_path / "audio" / path.name).read_bytes() == path.read_bytes()
+
+
 def test_noise_none_gives_exact_labels(clean_library: Path) -> None:
     library = read_rekordbox_xml(clean_library / "rekordbox.xml")
     assert not library.problems
     assert _read_csv(clean_library / "injected_errors.csv") == []
     for noisy in library.tracks:
         truth = _truth_for(clean_library, Path(noisy.track.path).name)
-        assert len(noisy.grid) == len(truth.grid)
-        for ours, true in zip(noisy.grid, truth.grid, strict=True):
-            assert ours.bpm == pytest.approx(true.bpm, abs=0.005)
-            assert ours.start_s == pytest.approx(true.start_s, abs=5e-4)  # Rekordbox stores ms
-            assert ours.beat_in_bar == true.beat_in_bar
+        # The XML may carry re-anchors (same grid, more TEMPO entries): compare the beats.
+        ours, our_numbers = beat_grid(noisy.grid, truth.track.duration_s)
+        true, true_numbers = beat_grid(truth.grid, truth.track.duration_s)
+        np.testing.assert_allclose(ours, true, atol=1e-3)  # Rekordbox stores milliseconds
+        np.testing.assert_array_equal(our_numbers, true_numbers)
         cue_times = np.array([cue.start_s for cue in noisy.cues])
         true_times = np.array([s.start_s for s in truth.sections])
         np.testing.assert_allclose(cue_times, true_times, atol=5e-4)
@@ -93,7 +100,7 @@ def test_injected_errors_are_in_the_xml(noisy_library: Path) -> None:
         if kind == "grid_phase":
             assert noisy.grid[0].start_s == pytest.approx(float(row["noisy_value"]), abs=5e-4)
         if kind == "tempo_change_ignored":
-            assert len(noisy.grid) == 1
+            assert len({segment.bpm for segment in noisy.grid}) == 1
 
 
 def _toy_truth(change: bool) -> TrackAnnotation:
@@ -131,7 +138,8 @@ def test_cli_writes_library_that_imports_and_validates(tmp_path: Path) -> None:
     runner = CliRunner()
     out = tmp_path / "lib"
     result = runner.invoke(main, ["synth", str(out), "--tracks", "2", "--seed", "5",
-                                  "--minutes", "0.2", "--genres", "garage,dubstep", "--json"])
+                                  "--minutes", "0.2", "--genres", "garage,dubstep",
+                                  "--noise", "none", "--json"])
     assert result.exit_code == 0, result.output
     assert '"garage": 1' in result.output and '"dubstep": 1' in result.output
     result = runner.invoke(main, ["data", "import", str(out / "rekordbox.xml"), "--out",

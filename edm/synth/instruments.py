@@ -102,7 +102,10 @@ def _noise(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def _oscillator(wave: str, freq_hz: float | np.ndarray, n: int, phase: float = 0.0) -> np.ndarray:
     """Naive oscillators: aliasing is inaudible after the low-pass filters used here."""
-    cycles = phase + np.cumsum(np.broadcast_to(freq_hz, (n,))) / SAMPLE_RATE
+    if np.ndim(freq_hz) == 0:
+        cycles = phase + np.arange(n) * (float(freq_hz) / SAMPLE_RATE)
+    else:
+        cycles = phase + np.cumsum(freq_hz) / SAMPLE_RATE
     frac = cycles % 1.0
     if wave == "saw":
         return 2.0 * frac - 1.0

@@ -22,7 +22,9 @@ Error kinds, and what ``time_s`` / ``true_value`` / ``noisy_value`` hold for eac
 ``cue_extra``               a cue in the middle of a phrase; its time; empty / its time
 ==========================  =================================================================
 
-Grid errors are independent of cue errors: cues are placed relative to the *true* boundaries.
+A third of the tracks also get Rekordbox-style re-anchors (extra TEMPO entries at the same BPM
+that describe the same grid). Grid errors are independent of cue errors: cues are placed
+relative to the *true* boundaries.
 Which cues are hot cues and which carry a name ("Drop", "Break", …) is the DJ's style, drawn
 per track, and is not an error.
 """
@@ -111,6 +113,30 @@ def _noisy_grid(
     return segments, errors
 
 
+def _reanchor(grid: list[TempoSegment], end_s: float,
+              rng: np.random.Generator) -> list[TempoSegment]:
+    """Extra TEMPO entries at the same BPM and the right beat number, as Rekordbox writes.
+
+    Real exports often repeat the tempo with a new ``Battito`` a few times per track. The
+    grid they describe is unchanged, so this is DJ-software style, not an error.
+    """
+    anchored: list[TempoSegment] = []
+    for index, segment in enumerate(grid):
+        anchored.append(segment)
+        stop = grid[index + 1].start_s if index + 1 < len(grid) else end_s
+        n_beats = int((stop - segment.start_s) / segment.beat_period_s)
+        if n_beats < 24:
+            continue
+        picks = rng.choice(np.arange(8, n_beats - 8), size=int(rng.integers(1, 4)), replace=False)
+        for beats in sorted(int(k) for k in picks):
+            number = (segment.beat_in_bar - 1 + beats) % segment.beats_per_bar + 1
+            anchored.append(segment.model_copy(update={
+                "start_s": segment.start_s + beats * segment.beat_period_s,
+                "beat_in_bar": number,
+            }))
+    return anchored
+
+
 def _move(time_s: float, delta_s: float, end_s: float) -> float:
     """Move a cue by ``delta_s``, the other way if that leaves the track."""
     moved = time_s + delta_s
@@ -134,6 +160,8 @@ def dj_labels(
     rates = _check_level(level)
     end_s = truth.track.duration_s or (truth.sections[-1].end_s if truth.sections else 0.0)
     grid, errors = _noisy_grid(truth.grid, rates, rng)
+    if rng.random() < 0.3:
+        grid = _reanchor(grid, end_s, rng)
 
     beat_s = truth.grid[0].beat_period_s if truth.grid else 0.5
     uses_hot_cues = rng.random() < 0.35

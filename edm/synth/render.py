@@ -15,7 +15,7 @@ import numpy as np
 import pedalboard
 
 from edm.synth import instruments as inst
-from edm.synth.arrangement import BEATS_PER_BAR, Arrangement
+from edm.synth.arrangement import Arrangement
 from edm.synth.score import Part
 
 SAMPLE_RATE = inst.SAMPLE_RATE
@@ -38,10 +38,9 @@ _PITCHED = {"sub": "sub", "bass": "bass", "chords": "chord", "pad": "pad", "lead
 
 @dataclass(frozen=True)
 class Rendered:
-    """The final mix ``(n, 2)`` float32 and the pre-master stems ``(2, n)``."""
+    """The final mix, ``(n, 2)`` float32."""
 
     audio: np.ndarray
-    stems: dict[str, np.ndarray]
     sample_rate: int = SAMPLE_RATE
 
 
@@ -85,65 +84,100 @@ def _sidechain(n: int, kick_samples: np.ndarray, depth: float, release_s: float)
     return np.repeat(gain.astype(np.float32), hop)[:n]
 
 
+#: Reverb send level per layer (the rest stay dry: kick, sub and bass are kept mono and tight).
+_SENDS = {"backbeat": 0.25, "roll": 0.3, "fill": 0.2, "crash": 0.2, "chords": 0.35, "pad": 0.5,
+          "lead": 0.4, "arp": 0.4, "riser": 0.4, "perc": 0.15}
+
+
+def _layer_effects(name: str, timbre: inst.Timbre, beat_s: float) -> pedalboard.Pedalboard | None:
+    """Per-layer insert effects: driven bass, dotted-eighth echoes on lead and arp."""
+    if name == "bass":
+        return pedalboard.Pedalboard([
+            pedalboard.Distortion(drive_db=timbre.bass_drive_db),
+            pedalboard.LowpassFilter(cutoff_frequency_hz=timbre.bass_cutoff_hz * 3),
+            pedalboard.Gain(gain_db=-timbre.bass_drive_db * 0.6),
+        ])
+    if name in ("lead", "arp"):
+        return pedalboard.Pedalboard([
+            pedalboard.Delay(delay_seconds=0.75 * beat_s, feedback=0.35, mix=0.25),
+        ])
+    return None
+
+
+def _render_layer(name: str, part: Part, arrangement: Arrangement, mono: np.ndarray,
+                  drums: dict[str, np.ndarray], notes: inst.NoteCache, gain_db: float,
+                  rng: np.random.Generator) -> None:
+    """Place every event of one layer into ``mono`` (zeroed by the caller)."""
+    beats = np.asarray(part.beats)
+    starts = np.round(arrangement.beat_to_seconds(beats) * SAMPLE_RATE).astype(np.int64)
+    gains = np.asarray(part.velocity) * 10 ** (gain_db / 20.0)
+    if name == "riser":
+        ends = arrangement.beat_to_seconds(beats + np.asarray(part.length_beats))
+        for start, end_s, gain in zip(starts, ends, gains, strict=True):
+            sample = inst.riser(rng, float(end_s) - start / SAMPLE_RATE)
+            _place(mono, sample, int(start), float(gain))
+    elif name in _PITCHED:
+        # Lengths from the exact durations (not end - start of rounded positions), so equal
+        # notes have equal sample counts and the note cache hits.
+        durations_s = arrangement.beat_to_seconds(beats + np.asarray(part.length_beats)) - (
+            arrangement.beat_to_seconds(beats))
+        lengths = np.round(durations_s * SAMPLE_RATE).astype(np.int64)
+        for start, length, pitches, gain in zip(starts, lengths, part.pitches, gains,
+                                                strict=True):
+            _place(mono, notes.get(_PITCHED[name], pitches, int(length)), int(start),
+                   float(gain))
+    else:
+        sample = drums[name]
+        for start, gain in zip(starts, gains, strict=True):
+            _place(mono, sample, int(start), float(gain))
+
+
 def render(arrangement: Arrangement, parts: dict[str, Part], timbre: inst.Timbre,
            rng: np.random.Generator) -> Rendered:
     """Mix every part of the score into a mastered stereo track."""
-    beat_period_end = 60.0 / arrangement.bpm_at_bar(arrangement.n_bars - 1)
-    end_s = float(arrangement.beat_to_seconds(arrangement.n_beats)) + 0.9 * beat_period_end
+    beat_s = 60.0 / arrangement.bpm_at_bar(0)
+    last_beat_s = 60.0 / arrangement.bpm_at_bar(arrangement.n_bars - 1)
+    end_s = float(arrangement.beat_to_seconds(arrangement.n_beats)) + 0.9 * last_beat_s
     n = int(np.ceil(end_s * SAMPLE_RATE))
     drums = _drum_samples(timbre, rng)
     notes = inst.NoteCache(timbre, rng)
-    stems = {name: np.zeros((2, n), dtype=np.float32) for name in ("drums", "bass", "music", "fx")}
+    stems = {name: np.zeros((2, n), dtype=np.float32)
+             for name in ("drums", "bass", "music", "fx", "send")}
 
-    scratch = np.zeros(n, dtype=np.float32)  # reused: fresh pages per layer cost more than math
+    # Buffers are reused: on this scale, page faults of fresh temporaries cost more than math.
+    scratch = np.zeros(n, dtype=np.float32)
+    scaled = np.empty(n, dtype=np.float32)
     for name, part in parts.items():
         if not len(part):
             continue
+        scratch.fill(0.0)
+        _render_layer(name, part, arrangement, scratch, drums, notes, timbre.levels_db[name], rng)
+        effects = _layer_effects(name, timbre, beat_s)
+        mono = effects(scratch[None, :], SAMPLE_RATE)[0] if effects is not None else scratch
         stem, pan = STEMS[name]
-        beats = np.asarray(part.beats)
-        starts = np.round(arrangement.beat_to_seconds(beats) * SAMPLE_RATE).astype(np.int64)
-        gains = np.asarray(part.velocity) * 10 ** (timbre.levels_db[name] / 20.0)
-        mono = scratch
-        mono.fill(0.0)
-        if name == "riser":
-            for start, beat, length, gain in zip(starts, beats, part.length_beats, gains,
-                                                 strict=True):
-                stop = arrangement.beat_to_seconds(beat + length)
-                sample = inst.riser(rng, float(stop) - start / SAMPLE_RATE)
-                _place(mono, sample, int(start), float(gain))
-        elif name in _PITCHED:
-            ends = np.round(
-                arrangement.beat_to_seconds(beats + np.asarray(part.length_beats)) * SAMPLE_RATE
-            ).astype(np.int64)
-            for start, end, pitches, gain in zip(starts, ends, part.pitches, gains, strict=True):
-                sample = notes.get(_PITCHED[name], pitches, int(end - start))
-                _place(mono, sample, int(start), float(gain))
-        else:
-            sample = drums[name]
-            for start, gain in zip(starts, gains, strict=True):
-                _place(mono, sample, int(start), float(gain))
-        if name == "bass":
-            mono = pedalboard.Pedalboard([
-                pedalboard.Distortion(drive_db=timbre.bass_drive_db),
-                pedalboard.LowpassFilter(cutoff_frequency_hz=timbre.bass_cutoff_hz * 3),
-                pedalboard.Gain(gain_db=-timbre.bass_drive_db * 0.6),
-            ])(mono[None, :], SAMPLE_RATE)[0]
         for channel, gain in enumerate(_pan(pan)):
-            stems[stem][channel] += gain * mono
+            np.multiply(mono, gain, out=scaled)
+            stems[stem][channel] += scaled
+            if name in _SENDS:
+                scaled *= _SENDS[name]
+                stems["send"][channel] += scaled
 
     kick_beats = np.asarray(parts["kick"].beats) if "kick" in parts else np.zeros(0)
     kick_samples = np.round(arrangement.beat_to_seconds(kick_beats) * SAMPLE_RATE).astype(np.int64)
     pump = _sidechain(n, kick_samples, depth=float(rng.uniform(0.5, 0.85)),
-                      release_s=float(rng.uniform(0.18, 0.35)) * 60.0 / arrangement.bpm_at_bar(0))
+                      release_s=float(rng.uniform(0.18, 0.35)) * beat_s)
     stems["bass"] *= pump
     stems["music"] *= pump
     _sweep_builds(arrangement, stems["music"])
 
     reverb = pedalboard.Reverb(room_size=float(rng.uniform(0.5, 0.85)), damping=0.5,
                                wet_level=1.0, dry_level=0.0, width=1.0)
-    send = stems["music"] * float(rng.uniform(0.25, 0.45)) + stems["fx"] * 0.3
-    stems["music"] += reverb(send, SAMPLE_RATE)
-    return Rendered(audio=_master(sum(stems.values()), rng), stems=stems)
+    stems["send"] *= pump
+    mix = stems.pop("drums")
+    for stem in stems.values():
+        mix += stem
+    mix += reverb(stems.pop("send"), SAMPLE_RATE)
+    return Rendered(audio=_master(mix, rng))
 
 
 def _sweep_builds(arrangement: Arrangement, music: np.ndarray) -> None:
@@ -164,14 +198,14 @@ def _master(mix: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     ])
     mix = chain(mix, SAMPLE_RATE)
     # Loudness: a realistic range of club masters, about -11 to -7 dBFS RMS in the loud parts.
-    frames = mix[:, : mix.shape[1] // 4096 * 4096].reshape(2, -1, 4096)
-    loud_rms = float(np.sqrt(np.percentile(np.mean(frames**2, axis=(0, 2)), 90)) + 1e-9)
+    frames = mix[0, : mix.shape[1] // 4096 * 4096 : 4].reshape(-1, 1024)
+    loud_rms = float(np.sqrt(np.percentile(np.mean(frames**2, axis=1), 90)) + 1e-9)
     target_db = float(rng.uniform(-11.0, -7.0))
-    mix = mix * (10 ** (target_db / 20.0) / loud_rms)
-    limited = pedalboard.Limiter(threshold_db=-1.0, release_ms=float(rng.uniform(50, 150)))(
-        mix.astype(np.float32), SAMPLE_RATE
-    )
-    return np.clip(limited, -0.99, 0.99).T.astype(np.float32)
+    mix *= np.float32(10 ** (target_db / 20.0) / loud_rms)
+    limiter = pedalboard.Limiter(threshold_db=-1.0, release_ms=float(rng.uniform(50, 150)))
+    limited = limiter(mix, SAMPLE_RATE)
+    np.clip(limited, -0.99, 0.99, out=limited)
+    return np.ascontiguousarray(limited.T, dtype=np.float32)
 
 
-__all__ = ["BEATS_PER_BAR", "SAMPLE_RATE", "Rendered", "render"]
+__all__ = ["SAMPLE_RATE", "Rendered", "render"]
