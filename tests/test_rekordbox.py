@@ -154,6 +154,8 @@ EXTERNAL = '<!DOCTYPE r [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\n'
          "refused an entity declaration.*billion-laughs"),
         (lambda p: _xml(p, GOOD.replace('Name="Good"', 'Name="&xxe;"'), head=EXTERNAL),
          "refused an entity declaration"),
+        (lambda p: _xml(p, GOOD, head='<!DOCTYPE DJ_PLAYLISTS SYSTEM "http://x.invalid/d">\n'),
+         r"refused an external reference \('http://x.invalid/d'\)"),
         (lambda p: _xml(p, GOOD.replace("</TRACK>", "")), r"malformed XML \(mismatched tag"),
         (lambda p: (p / "lib.xml").write_text("<html><body/></html>") and p / "lib.xml",
          r"not a Rekordbox XML export \(root element <html>"),
@@ -163,8 +165,8 @@ EXTERNAL = '<!DOCTYPE r [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\n'
          "malformed XML"),
         (lambda p: p / "missing.xml", "cannot read"),
     ],
-    ids=["billion-laughs", "external-entity", "malformed", "html", "no-collection", "binary",
-         "missing-file"],
+    ids=["billion-laughs", "external-entity", "external-dtd", "malformed", "html",
+         "no-collection", "binary", "missing-file"],
 )
 def test_fatal_inputs_raise_one_line_error(content, message: str, tmp_path: Path) -> None:
     path = content(tmp_path)

@@ -194,7 +194,10 @@ def _xml_errors(path: Path) -> Iterator[None]:
             "external entities are not allowed (billion-laughs / XXE protection)"
         ) from error
     except (defusedxml.ExternalReferenceForbidden, defusedxml.DTDForbidden) as error:
-        raise RekordboxError(f"{path}: refused an external reference ({error})") from error
+        raise RekordboxError(
+            f"{path}: refused an external reference ({getattr(error, 'sysid', None)!r}); "
+            "external DTDs and entities are never loaded (XXE protection)"
+        ) from error
     except SAXParseException as error:
         raise RekordboxError(
             f"{path}: malformed XML ({error.getMessage()}: line {error.getLineNumber()}, "
