@@ -85,7 +85,7 @@ def import_command(
     xml: Path, out_dir: Path, tier: int, playlist: str | None, audio_root: Path | None,
     overwrite: bool, no_hash: bool, as_json: bool,
 ) -> None:
-    """Turn a Rekordbox XML export into one annotation file per track.
+    """Rekordbox XML export to one annotation file per track.
 
     Reads every TRACK (grid from TEMPO, cues from POSITION_MARK, key, BPM, duration) with a
     hardened XML parser; problems in single tracks are repaired or skipped and listed.
@@ -168,7 +168,11 @@ Examples:
 @click.argument("ann_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def stats_command(ann_dir: Path, as_json: bool) -> None:
-    """Tracks by tier and source, cues per track, BPM and key distribution, missing audio."""
+    """Summarise annotations: tiers, sources, cues, BPM, keys.
+
+    Counts tracks by tier and source, cues per track (memory, hot, loops, named), BPM and key
+    distributions, and tracks whose audio is not on this machine.
+    """
     from edm.data.checks import folder_stats
 
     stats = folder_stats(_load(ann_dir))
@@ -216,7 +220,11 @@ Exit codes: 0 no errors (warnings allowed unless --strict), 1 errors found.""")
 @click.option("--strict", is_flag=True, help="Count warnings (missing audio, no grid) as errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print findings as JSON.")
 def validate_command(ann_dir: Path, grid_tolerance_ms: float, strict: bool, as_json: bool) -> None:
-    """Find schema errors, off-grid cues, cues past the end, duplicates and missing audio."""
+    """Check annotations and list every problem.
+
+    Errors: schema errors (file and field), cues off the beat grid, cues past the end,
+    duplicate tracks (same content hash or path). Warnings: missing audio, cues without a grid.
+    """
     from edm.data.checks import findings_json, validate_folder
 
     folder = _load(ann_dir)
@@ -251,7 +259,7 @@ Examples:
               help="Output folder (jams) or file (rekordbox, csv).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def export_command(ann_dir: Path, fmt: str, out: Path, as_json: bool) -> None:
-    """Write annotations as JAMS, Rekordbox XML (grid and cues) or a CSV of cues.
+    """Write annotations as JAMS, Rekordbox XML or cue CSV.
 
     Files that fail to load are listed and skipped; the exit code is then 1.
     """
