@@ -149,3 +149,14 @@ def test_mert_errors_say_what_to_do(tiny_mert: Path, tmp_path: Path,
         MertBackbone(tiny_mert, layers="9")
     with pytest.raises(BackboneError, match="no GPU"):
         MertBackbone(tiny_mert, device="cuda")
+
+
+def test_spectral_shares_its_stft_with_the_descriptors() -> None:
+    backbone = SpectralBackbone()
+    audio = kicks([0.3, 0.8, 1.3], 2.0)
+    features, descriptors = backbone.embed_with_descriptors(audio)
+    np.testing.assert_array_equal(features, backbone.embed(audio))
+    expected = compute_descriptors(audio, SR, 50.0)
+    assert set(descriptors) == set(expected)
+    for name, values in expected.items():
+        np.testing.assert_allclose(descriptors[name], values, rtol=1e-6)

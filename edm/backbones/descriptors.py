@@ -29,9 +29,46 @@ from __future__ import annotations
 import numpy as np
 
 from edm.backbones.frames import frame_count, hop_length, stft_magnitude_blocks
-from edm.backbones.spectral import band_masks
+from edm.backbones.spectral import band_bins
 
 DESCRIPTOR_NAMES: tuple[str, ...] = ("rms", "bass", "mid", "high", "onset", "centroid_hz")
+
+
+class DescriptorFrames:
+    """Accumulates descriptors from STFT magnitude blocks, so a backbone that computes the
+    same STFT (``spectral``) can fill both from one transform."""
+
+    def __init__(self, sample_rate: int, n_fft: int, total_frames: int) -> None:
+        self.out = {name: np.empty(total_frames, dtype=np.float32) for name in DESCRIPTOR_NAMES}
+        self.bins_hz = np.fft.rfftfreq(n_fft, 1.0 / sample_rate).astype(np.float32)
+        self.bands = band_bins(sample_rate, n_fft)
+        self.power_norm = 1.0 / (n_fft * n_fft * 0.375 / 2.0)  # as SpectralBackbone: mean(x²)
+        self.previous: np.ndarray | None = None
+
+    def add(self, first: int, magnitude: np.ndarray) -> None:
+        """Describe frames ``first … first + len(magnitude)``; blocks must come in order."""
+        out = self.out
+        rows = slice(first, first + len(magnitude))
+        power = np.square(magnitude) * self.power_norm
+        out["rms"][rows] = np.sqrt(power.sum(axis=1))
+        for name, bins in self.bands.items():
+            out[name][rows] = np.sqrt(power[:, bins].sum(axis=1))
+        total_magnitude = magnitude.sum(axis=1)
+        out["centroid_hz"][rows] = np.divide(
+            magnitude @ self.bins_hz, total_magnitude,
+            out=np.zeros(len(magnitude), np.float32), where=total_magnitude > 0,
+        )
+        log_magnitude = np.log1p(1000.0 * magnitude)
+        stacked = (log_magnitude if self.previous is None
+                   else np.vstack([self.previous, log_magnitude]))
+        flux = np.maximum(np.diff(stacked, axis=0), 0.0).mean(axis=1)
+        out["onset"][rows] = flux if self.previous is not None else np.concatenate([[0.0], flux])
+        self.previous = log_magnitude[-1:]
+
+
+def descriptor_n_fft(sample_rate: int) -> int:
+    """About a 46 ms window whatever the rate: long enough for 20 Hz-wide bass bins."""
+    return 1 << int(np.ceil(np.log2(0.046 * sample_rate)))
 
 
 def compute_descriptors(
@@ -39,28 +76,8 @@ def compute_descriptors(
 ) -> dict[str, np.ndarray]:
     """Descriptors of :data:`DESCRIPTOR_NAMES`, each ``(1 + len(audio) // hop,)`` float32."""
     hop = hop_length(sample_rate, frames_per_second)
-    # About a 46 ms window whatever the rate: long enough for 20 Hz-wide bass bins.
-    n_fft = 1 << int(np.ceil(np.log2(0.046 * sample_rate)))
-    total = frame_count(len(audio), hop)
-    out = {name: np.empty(total, dtype=np.float32) for name in DESCRIPTOR_NAMES}
-    bins_hz = np.fft.rfftfreq(n_fft, 1.0 / sample_rate).astype(np.float32)
-    masks = band_masks(sample_rate, n_fft)
-    power_norm = 1.0 / (n_fft * n_fft * 0.375 / 2.0)  # see SpectralBackbone: gives mean(x²)
-    previous = None
+    n_fft = descriptor_n_fft(sample_rate)
+    frames = DescriptorFrames(sample_rate, n_fft, frame_count(len(audio), hop))
     for first, magnitude in stft_magnitude_blocks(audio, n_fft, hop):
-        rows = slice(first, first + len(magnitude))
-        power = np.square(magnitude) * power_norm
-        out["rms"][rows] = np.sqrt(power.sum(axis=1))
-        for name, mask in masks.items():
-            out[name][rows] = np.sqrt(power[:, mask].sum(axis=1))
-        total_magnitude = magnitude.sum(axis=1)
-        out["centroid_hz"][rows] = np.divide(
-            magnitude @ bins_hz, total_magnitude,
-            out=np.zeros(len(magnitude), np.float32), where=total_magnitude > 0,
-        )
-        log_magnitude = np.log1p(1000.0 * magnitude)
-        stacked = log_magnitude if previous is None else np.vstack([previous, log_magnitude])
-        flux = np.maximum(np.diff(stacked, axis=0), 0.0).mean(axis=1)
-        out["onset"][rows] = flux if previous is not None else np.concatenate([[0.0], flux])
-        previous = log_magnitude[-1:]
-    return out
+        frames.add(first, magnitude)
+    return frames.out

@@ -30,11 +30,14 @@ Examples
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edm.backbones.frames import frame_count, hop_length, stft_magnitude_blocks
+
+if TYPE_CHECKING:
+    from edm.backbones.descriptors import DescriptorFrames
 
 N_MELS = 128
 N_FLUX_GROUPS = 8
@@ -75,10 +78,12 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float,
     return weights.astype(np.float32)
 
 
-def band_masks(sample_rate: int, n_fft: int) -> dict[str, np.ndarray]:
-    """Boolean masks over rfft bins for each band of :data:`BANDS_HZ`."""
+def band_bins(sample_rate: int, n_fft: int) -> dict[str, slice]:
+    """The rfft bins of each band of :data:`BANDS_HZ`, as slices (bands are contiguous, and
+    slicing a block is a view where a boolean mask would copy it)."""
     bins_hz = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    return {name: (bins_hz >= lo) & (bins_hz < hi) for name, (lo, hi) in BANDS_HZ.items()}
+    return {name: slice(int(np.searchsorted(bins_hz, lo)), int(np.searchsorted(bins_hz, hi)))
+            for name, (lo, hi) in BANDS_HZ.items()}
 
 
 def _level_db(power_mean: np.ndarray) -> np.ndarray:
@@ -114,8 +119,8 @@ class SpectralBackbone:
     def __init__(self) -> None:
         self.hop = hop_length(self.sample_rate, self.frames_per_second)
         self._mel = mel_filterbank(self.sample_rate, self.n_fft, N_MELS, self.f_min, self.f_max)
-        masks = band_masks(self.sample_rate, self.n_fft)
-        self._band_masks = [masks[name] for name in BANDS_HZ]
+        bands = band_bins(self.sample_rate, self.n_fft)
+        self._band_bins = [bands[name] for name in BANDS_HZ]
         # Parseval with a Hann window (mean w² = 3/8), one-sided spectrum: the sum of
         # |X|² over rfft bins ≈ n_fft² · 3/8 · mean(x²) / 2, so this scale gives mean(x²).
         self._power_norm = 1.0 / (self.n_fft * self.n_fft * 0.375 / 2.0)
@@ -142,12 +147,26 @@ class SpectralBackbone:
 
     def embed(self, audio: np.ndarray) -> np.ndarray:
         """Features for mono float32 audio at 22.05 kHz: ``(1 + len(audio) // 441, 144)``."""
+        return self._run(audio, None)
+
+    def embed_with_descriptors(self, audio: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """:meth:`embed` and :func:`~edm.backbones.descriptors.compute_descriptors` from one
+        STFT (the descriptors use the same window and hop at this rate): half the FFT work."""
+        from edm.backbones.descriptors import DescriptorFrames, descriptor_n_fft
+
+        assert descriptor_n_fft(self.sample_rate) == self.n_fft
+        frames = DescriptorFrames(self.sample_rate, self.n_fft, frame_count(len(audio), self.hop))
+        return self._run(audio, frames), frames.out
+
+    def _run(self, audio: np.ndarray, descriptors: DescriptorFrames | None) -> np.ndarray:
         total = frame_count(len(audio), self.hop)
         out = np.empty((total, self.dim), dtype=np.float32)
         mel_end = N_MELS
         flux_end = mel_end + N_FLUX_GROUPS + 1
         previous = None
         for first, magnitude in stft_magnitude_blocks(audio, self.n_fft, self.hop):
+            if descriptors is not None:
+                descriptors.add(first, magnitude)
             rows = slice(first, first + len(magnitude))
             logmel = np.log1p(1000.0 * (magnitude @ self._mel))
             out[rows, :mel_end] = logmel
@@ -162,8 +181,8 @@ class SpectralBackbone:
             out[rows, flux_end - 1] = diff.mean(axis=1)
             power = np.square(magnitude) * self._power_norm
             out[rows, flux_end] = _level_db(power.sum(axis=1))
-            for column, mask in enumerate(self._band_masks, start=flux_end + 1):
-                out[rows, column] = _level_db(power[:, mask].sum(axis=1))
+            for column, bins in enumerate(self._band_bins, start=flux_end + 1):
+                out[rows, column] = _level_db(power[:, bins].sum(axis=1))
         level_end = flux_end + 1 + len(BANDS_HZ)
         # Novelty on 16 coarse bands: the distance is about spectral shape, not fine detail.
         coarse = out[:, :mel_end].reshape(total, 16, -1).mean(axis=2)

@@ -194,7 +194,7 @@ class Decoded:
     track_id: str
     track_attrs: dict[str, Any]
     audio: np.ndarray
-    descriptors: dict[str, np.ndarray]
+    descriptors: dict[str, np.ndarray] | None
 
 
 class TrackJob:
@@ -215,8 +215,9 @@ class TrackJob:
         self.backbone: Backbone | None = (
             get_backbone(backbone_name, **backbone_options) if build_backbone else None)
 
-    def prepare(self, path: str) -> Decoded | TrackResult:
-        """Hash, skip if present, decode and describe; a TrackResult when there is no more to do."""
+    def prepare(self, path: str, *, describe: bool = True) -> Decoded | TrackResult:
+        """Hash, skip if present, decode and (unless ``describe`` is false) compute the
+        descriptors; a TrackResult when there is no more to do."""
         try:
             track_id = content_hash(path)
             if self.store.has(track_id, self.backbone_key):
@@ -229,7 +230,8 @@ class TrackJob:
                                  f"{self.min_duration_s:g} s)")
             if not np.any(audio):
                 raise AudioError(f"{path}: digital silence throughout")
-            descriptors = compute_descriptors(audio, self.sample_rate, self.frames_per_second)
+            descriptors = (compute_descriptors(audio, self.sample_rate, self.frames_per_second)
+                           if describe else None)
         except (AudioError, StoreError) as error:
             return TrackResult(path, "failed", reason=str(error))
         attrs = {"source_path": str(path), "duration_s": duration_s,
@@ -241,9 +243,16 @@ class TrackJob:
         """Embed and write one decoded track."""
         duration_s = decoded.track_attrs["duration_s"]
         try:
-            embeddings = backbone.embed(decoded.audio)
+            descriptors = decoded.descriptors
+            if descriptors is None and hasattr(backbone, "embed_with_descriptors"):
+                embeddings, descriptors = backbone.embed_with_descriptors(decoded.audio)
+            else:
+                if descriptors is None:
+                    descriptors = compute_descriptors(decoded.audio, self.sample_rate,
+                                                      self.frames_per_second)
+                embeddings = backbone.embed(decoded.audio)
             written = self.store.write(decoded.track_id, decoded.track_attrs, backbone.config(),
-                                       embeddings, decoded.descriptors)
+                                       embeddings, descriptors)
         except (StoreError, ValueError) as error:
             return TrackResult(decoded.path, "failed", decoded.track_id,
                                reason=f"{decoded.path}: {error}")
@@ -252,10 +261,11 @@ class TrackJob:
 
     def run(self, path: str) -> TrackResult:
         """The whole track in this process (needs ``build_backbone=True``)."""
-        prepared = self.prepare(path)
+        assert self.backbone is not None, "TrackJob.run needs build_backbone=True"
+        prepared = self.prepare(path, describe=not hasattr(self.backbone,
+                                                           "embed_with_descriptors"))
         if isinstance(prepared, TrackResult):
             return prepared
-        assert self.backbone is not None, "TrackJob.run needs build_backbone=True"
         return self.finish(prepared, self.backbone)
 
 
@@ -379,8 +389,9 @@ def embed_library(
 def _run_inline(files: list[Path], job_kwargs: dict[str, Any], model: Backbone,
                 record: Callable[[TrackResult], None]) -> None:
     job = TrackJob(**{**job_kwargs, "build_backbone": False})
+    describe = not hasattr(model, "embed_with_descriptors")
     for path in files:
-        prepared = job.prepare(str(path))
+        prepared = job.prepare(str(path), describe=describe)
         record(prepared if isinstance(prepared, TrackResult) else job.finish(prepared, model))
 
 
