@@ -1,0 +1,251 @@
+"""``edm fit-heads``: train beat/downbeat/boundary and energy heads from an embedding store."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+_LABELS = {
+    "beat_f": "beat F",
+    "downbeat_f": "downbeat F",
+    "boundary_f_0.5s": "boundary F @0.5 s",
+    "boundary_f_3s": "boundary F @3 s",
+}
+
+
+def _fmt(value: Any) -> str:
+    return "—" if value is None or not math.isfinite(float(value)) else f"{float(value):.3f}"
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  edm fit-heads --store store.zarr --annotations annotations/ --out models/mine
+  edm fit-heads --store store.zarr --annotations synth/rekordbox.xml --out models/synth \\
+      --folds 5 --co-teaching --epochs 40 --json
+  edm fit-heads --store store.zarr --annotations annotations/ --out models/pl --pseudo-label \\
+      --include-unlabeled
+\b
+Annotations: a folder of edm annotation files (*.yaml) and/or truth files (*.jams), or a
+Rekordbox XML. They are matched to store tracks by content hash, else by audio path.
+Writes models/NAME/: config.json, heads.safetensors, energy_*.ubj, metrics.json and, with
+--folds >= 2, oof.safetensors (out-of-fold probabilities for `edm label-audit`).
+Exit codes: 0 fitted (every annotation matched), 1 fitted but some annotations were not
+usable, or nothing could be fitted, 2 usage error."""
+)
+@click.option(
+    "--store",
+    "store_path",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Embedding store written by `edm embed`.",
+)
+@click.option(
+    "--annotations",
+    "annotations_path",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Annotation folder (*.yaml, *.jams) or Rekordbox XML file.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output heads folder, e.g. models/NAME.",
+)
+@click.option(
+    "--backbone",
+    "backbone_key",
+    default=None,
+    help="Backbone key in the store (default: the store's most common one).",
+)
+@click.option(
+    "--folds",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="k-fold by track for out-of-fold probabilities; 0 or 1 = no k-fold.",
+)
+@click.option(
+    "--co-teaching", is_flag=True, help="Two nets; each trains on the other's small-loss frames."
+)
+@click.option(
+    "--forget-rate",
+    type=click.FloatRange(0.0, 0.9),
+    default=None,
+    help="Share of hardest frames left out per batch (default 0.2 with --co-teaching, else 0).",
+)
+@click.option("--label-smoothing", type=click.FloatRange(0.0, 0.49), default=0.0, show_default=True)
+@click.option(
+    "--pseudo-label",
+    is_flag=True,
+    help="Teacher → pseudo-labels for unlabeled (Tier 3) tracks → student.",
+)
+@click.option(
+    "--include-unlabeled",
+    is_flag=True,
+    help="Also use store tracks without annotations (as Tier 3, for --pseudo-label).",
+)
+@click.option("--no-augment", is_flag=True, help="No time stretch, feature dropout or noise.")
+@click.option("--epochs", type=click.IntRange(min=1), default=40, show_default=True)
+@click.option(
+    "--crop",
+    "crop_s",
+    type=click.FloatRange(min=5.0),
+    default=90.0,
+    show_default=True,
+    help="Training crop length in seconds.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Torch CPU threads (1 is fastest on a busy machine).",
+)
+@click.option(
+    "--logdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write TensorBoard scalars (training loss per epoch) here.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print metrics as JSON.")
+def command(
+    store_path: Path,
+    annotations_path: Path,
+    out_dir: Path,
+    backbone_key: str | None,
+    folds: int,
+    co_teaching: bool,
+    forget_rate: float | None,
+    label_smoothing: float,
+    pseudo_label: bool,
+    include_unlabeled: bool,
+    no_augment: bool,
+    epochs: int,
+    crop_s: float,
+    seed: int,
+    threads: int | None,
+    logdir: Path | None,
+    as_json: bool,
+) -> None:
+    """Train beat/downbeat/boundary and energy heads from a store and annotations."""
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from edm.heads.fit import FitError, annotation_set_hash, fit_heads, load_labels, load_tracks
+    from edm.heads.train import TrainConfig
+    from edm.store import EmbeddingStore
+
+    if threads:
+        torch.set_num_threads(threads)
+    console = Console(stderr=True)
+    try:
+        annotations, problems = load_labels(annotations_path)
+        store = EmbeddingStore(store_path, mode="r")
+        loaded = load_tracks(store, annotations, backbone_key, include_unlabeled=include_unlabeled)
+    except (FitError, ValueError, OSError) as error:
+        raise click.ClickException(str(error)) from error
+    problems += loaded.problems
+    key = loaded.backbone_info.get("key", backbone_key or "")
+    config = TrainConfig(
+        epochs=epochs,
+        crop_s=crop_s,
+        co_teaching=co_teaching,
+        forget_rate=forget_rate if forget_rate is not None else (0.2 if co_teaching else 0.0),
+        label_smoothing=label_smoothing,
+        pseudo_label=pseudo_label,
+        augment=not no_augment,
+        seed=seed,
+    )
+    writer = None
+    if logdir is not None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(logdir))
+        except ImportError:
+            console.print("--logdir needs the tensorboard package; logging skipped")
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} epochs"),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=as_json,
+    )
+
+    def progress_for(stage: str) -> Any:
+        task = progress.add_task(stage, total=epochs, loss="—")
+
+        def update(epoch: int, total: int, loss: float) -> None:
+            progress.update(task, completed=epoch, total=total, loss=f"{loss:.4f}")
+            if writer is not None:
+                writer.add_scalar(f"loss/{stage.replace(' ', '_')}", loss, epoch)
+
+        return update
+
+    provenance = {
+        "store": str(store_path),
+        "backbone_key": key,
+        "annotations": str(annotations_path),
+        "annotation_set_hash": annotation_set_hash(annotations),
+        "n_annotations": len(annotations),
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    try:
+        with progress:
+            report = fit_heads(
+                loaded.tracks,
+                config,
+                backbone_key=key,
+                backbone_name=loaded.backbone_info.get("name"),
+                folds=folds,
+                provenance=provenance,
+                progress_for=progress_for,
+            )
+    except (FitError, ValueError) as error:
+        raise click.ClickException(f"{store_path}: {error}") from error
+    finally:
+        if writer is not None:
+            writer.close()
+    report.metrics["seconds"]["store_read_s"] = loaded.read_seconds
+    report.metrics["problems"] = problems
+    report.heads.save(out_dir, metrics=report.metrics, oof=report.oof or None)
+
+    if as_json:
+        click.echo(json.dumps({"out": str(out_dir), **report.metrics}, indent=2))
+    else:
+        _print_table(report.metrics, out_dir)
+        for line in problems:
+            click.echo(line, err=True)
+    if problems:
+        raise SystemExit(1)
+
+
+def _print_table(metrics: dict[str, Any], out_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"edm fit-heads → {out_dir}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    oof = metrics.get("oof_vs_labels", {})
+    for name, label in _LABELS.items():
+        if name in oof:
+            table.add_row(f"{label} (out-of-fold vs labels)", _fmt(oof[name]))
+    for name, value in sorted(metrics.get("energy_mae_oof", {}).items()):
+        table.add_row(f"energy MAE {name} (out-of-fold)", _fmt(value))
+    for name, value in metrics.get("seconds", {}).items():
+        table.add_row(f"time {name.removesuffix('_s')} (s)", f"{value:.1f}")
+    table.add_row("tracks (labelled / all)", f"{metrics['n_labelled']} / {metrics['n_tracks']}")
+    Console().print(table)

@@ -1,0 +1,339 @@
+"""One call from a store and annotations to fitted heads: what ``edm fit-heads`` runs.
+
+- :func:`load_labels` reads annotations (a folder of YAML/JAMS files, or a Rekordbox XML);
+- :func:`load_tracks` matches them to store tracks (by ``track.content_hash``, else
+  ``store.find(track.path)``) and reads embeddings and descriptors, timing the reads;
+- :func:`fit_energy` fits the XGBoost energy head and scores it out-of-fold by track;
+- :func:`fit_heads` runs k-fold (out-of-fold activations for the audit), the final model on
+  every track, the energy head, and collects the metrics written to ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edm.data.schema import Section, TrackAnnotation, annotation_to_dict
+from edm.heads.activations import Activations
+from edm.heads.artifacts import Heads
+from edm.heads.energy import (
+    ENERGY_TARGETS,
+    EnergyHead,
+    descriptor_targets,
+    energy_targets,
+    section_features,
+)
+from edm.heads.metrics import mean_scores, score_track
+from edm.heads.train import (
+    ProgressFn,
+    TrackData,
+    TrainConfig,
+    fit_kfold,
+    fit_model,
+    split_validation,
+)
+
+
+class FitError(ValueError):
+    """Inputs that cannot be fitted (no store, no matching tracks …); names the file."""
+
+
+def load_labels(source: str | Path) -> tuple[list[TrackAnnotation], list[str]]:
+    """Annotations from a folder (``*.yaml`` edm annotations, ``*.jams`` truth) or a Rekordbox
+    XML file. Returns (annotations, one-line problems naming each bad file)."""
+    path = Path(source)
+    if path.is_file() and path.suffix.lower() == ".xml":
+        from edm.data.rekordbox import read_rekordbox_xml
+
+        library = read_rekordbox_xml(path)
+        return list(library.tracks), list(library.problems)
+    if not path.is_dir():
+        raise FitError(f"{path}: annotations must be a folder or a Rekordbox .xml file")
+    from edm.data.schema import load_annotations
+
+    annotations, errors = load_annotations(path)
+    problems = [str(error) for error in errors]
+    jams_files = sorted(path.glob("*.jams"))
+    if jams_files:
+        from edm.data.jams_io import load_truth
+
+        for jams_path in jams_files:
+            try:
+                annotations.append(load_truth(jams_path))
+            except (ValueError, OSError) as error:
+                problems.append(f"{jams_path}: {error}")
+    return annotations, problems
+
+
+def annotation_set_hash(annotations: Sequence[TrackAnnotation]) -> str:
+    """Hash of the annotations' content (order-independent): provenance of a fit."""
+    digests = sorted(
+        hashlib.sha256(json.dumps(annotation_to_dict(a), sort_keys=True).encode()).hexdigest()
+        for a in annotations
+    )
+    return hashlib.sha256("".join(digests).encode()).hexdigest()[:16]
+
+
+@dataclass
+class LoadedTracks:
+    tracks: list[TrackData]
+    problems: list[str]
+    read_seconds: float
+    backbone_info: dict[str, Any] = field(default_factory=dict)
+
+
+def load_tracks(
+    store: Any,
+    annotations: Sequence[TrackAnnotation],
+    backbone_key: str | None = None,
+    *,
+    include_unlabeled: bool = False,
+) -> LoadedTracks:
+    """Match annotations to store tracks and read their embeddings and descriptors.
+
+    ``store`` is an :class:`edm.store.EmbeddingStore`. ``backbone_key`` None picks the store's
+    only (or most common) backbone. Annotations without a store track are reported, not fatal.
+    ``include_unlabeled`` adds store tracks without annotations as unlabeled (Tier 3) tracks.
+    """
+    if backbone_key is None:
+        keys = store.all_backbone_keys()
+        if not keys:
+            raise FitError(f"{store.path}: the store holds no complete tracks")
+        backbone_key = max(keys, key=keys.get)
+    problems: list[str] = []
+    matched: dict[str, TrackAnnotation] = {}
+    for annotation in annotations:
+        track_id = None
+        if annotation.track.content_hash and store.has(annotation.track.content_hash, backbone_key):
+            track_id = annotation.track.content_hash
+        elif annotation.track.path:
+            try:
+                track_id = store.find(annotation.track.path)
+            except (OSError, ValueError):
+                track_id = None
+        name = annotation.track.path or annotation.track_id
+        if track_id is None or not store.has(track_id, backbone_key):
+            problems.append(f"{store.path}: no {backbone_key!r} embeddings for track {name}")
+            continue
+        matched[track_id] = annotation
+    ids = list(matched)
+    if include_unlabeled:
+        ids += [t for t in store.track_ids(backbone_key) if t not in matched]
+    started = time.perf_counter()
+    tracks: list[TrackData] = []
+    info: dict[str, Any] = {}
+    for track_id in ids:
+        backbone = store.backbone_info(track_id, backbone_key)
+        info = {
+            "key": backbone_key,
+            "name": backbone.name,
+            "frames_per_second": backbone.frames_per_second,
+            "dim": backbone.dim,
+        }
+        try:
+            descriptors = store.descriptors(track_id, backbone_key)
+        except (KeyError, ValueError):
+            descriptors = None
+        tracks.append(
+            TrackData(
+                track_id=track_id,
+                embeddings=store.embeddings(track_id, backbone_key),
+                frames_per_second=backbone.frames_per_second,
+                annotation=matched.get(track_id),
+                descriptors=descriptors,
+            )
+        )
+    return LoadedTracks(tracks, problems, time.perf_counter() - started, info)
+
+
+# ---------------------------------------------------------------------------------------------
+# Energy
+
+
+def _cue_sections(annotation: TrackAnnotation, duration_s: float) -> list[Section]:
+    """Sections implied by cues (start of track, every cue, end of track)."""
+    starts = sorted({0.0, *(c.start_s for c in annotation.cues if c.start_s < duration_s - 1.0)})
+    ends = [*starts[1:], duration_s]
+    return [Section(start_s=s, end_s=e) for s, e in zip(starts, ends, strict=True) if e - s >= 1.0]
+
+
+def energy_rows(track: TrackData) -> tuple[np.ndarray, np.ndarray] | None:
+    """(features, targets) of one track's sections; None when the track gives none.
+
+    Sections with energy labels give labelled rows; otherwise sections (annotated, or between
+    cues) get descriptor-derived targets.
+    """
+    annotation = track.annotation
+    if annotation is None:
+        return None
+    sections, targets = energy_targets(annotation)
+    duration_s = track.n_frames / track.frames_per_second
+    if not sections:
+        if track.descriptors is None:
+            return None
+        sections = list(annotation.sections) or _cue_sections(annotation, duration_s)
+        if not sections:
+            return None
+        targets = descriptor_targets(track.descriptors, sections, track.frames_per_second)
+    features, _ = section_features(
+        track.embeddings, track.descriptors, sections, track.frames_per_second
+    )
+    return features, targets
+
+
+@dataclass
+class EnergyFit:
+    head: EnergyHead | None
+    oof_mae: dict[str, float]
+    n_sections: int
+
+
+def fit_energy(tracks: Sequence[TrackData], *, folds: int = 5, seed: int = 0) -> EnergyFit:
+    """Fit the energy head on every track's sections; MAE out-of-fold (grouped by track)."""
+    rows = [(i, r) for i, t in enumerate(tracks) if (r := energy_rows(t)) is not None]
+    if not rows:
+        return EnergyFit(None, {}, 0)
+    names = section_features(
+        tracks[rows[0][0]].embeddings,
+        tracks[rows[0][0]].descriptors,
+        [(0.0, 1.0)],
+        tracks[rows[0][0]].frames_per_second,
+    )[1]
+    features = np.concatenate([r[0] for _, r in rows])
+    targets = np.concatenate([r[1] for _, r in rows])
+    groups = np.concatenate([np.full(len(r[0]), i) for i, r in rows])
+    oof = np.full_like(targets, np.nan)
+    unique_groups = np.unique(groups)
+    if folds >= 2 and len(unique_groups) >= folds:
+        fold_of = dict(
+            zip(
+                unique_groups,
+                np.random.default_rng(seed).permutation(len(unique_groups)) % folds,
+                strict=True,
+            )
+        )
+        row_fold = np.array([fold_of[g] for g in groups])
+        for fold in range(folds):
+            test = row_fold == fold
+            head = EnergyHead(seed=seed).fit(features[~test], targets[~test], feature_names=names)
+            for name, values in head.predict(features[test]).items():
+                oof[test, list(ENERGY_TARGETS).index(name)] = values
+    mae = {}
+    for column, name in enumerate(ENERGY_TARGETS):
+        known = np.isfinite(oof[:, column]) & np.isfinite(targets[:, column])
+        if known.any():
+            mae[name] = float(np.mean(np.abs(oof[known, column] - targets[known, column])))
+    head = EnergyHead(seed=seed).fit(features, targets, feature_names=names)
+    return EnergyFit(head if head.targets_ else None, mae, len(features))
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole fit
+
+
+@dataclass
+class FitReport:
+    heads: Heads
+    oof: dict[str, Activations]
+    metrics: dict[str, Any]
+
+
+def score_tracks(
+    activations: Mapping[str, Activations], truth: Mapping[str, TrackAnnotation]
+) -> dict[str, float]:
+    """Mean beat/downbeat/boundary scores over tracks that have both activations and truth."""
+    per_track = [score_track(truth[t], a) for t, a in activations.items() if t in truth]
+    scores = mean_scores(per_track)
+    scores["n_tracks"] = float(len(per_track))
+    return scores
+
+
+def fit_heads(
+    tracks: Sequence[TrackData],
+    config: TrainConfig,
+    *,
+    backbone_key: str,
+    backbone_name: str | None = None,
+    backbone_options: Mapping[str, Any] | None = None,
+    folds: int = 5,
+    fit_final: bool = True,
+    provenance: Mapping[str, Any] | None = None,
+    progress_for: Callable[[str], ProgressFn | None] | None = None,
+) -> FitReport:
+    """k-fold out-of-fold activations (``folds`` >= 2), the final model, the energy head.
+
+    ``progress_for(stage)`` ("fold 1/5" …, "final") may return an epoch progress callback.
+    Metrics: out-of-fold scores against the training labels themselves (noisy labels score
+    lower than the model deserves; use held-out truth for accuracy), energy MAE out-of-fold,
+    timings.
+    """
+    labelled = [t for t in tracks if t.labelled]
+    if not labelled:
+        raise FitError("no labelled tracks matched the store; nothing to train on")
+    timings: dict[str, float] = {}
+    metrics: dict[str, Any] = {
+        "n_tracks": len(tracks),
+        "n_labelled": len(labelled),
+        "folds": folds,
+    }
+    oof: dict[str, Activations] = {}
+    labels = {t.track_id: t.annotation for t in labelled if t.annotation is not None}
+    if folds >= 2:
+        started = time.perf_counter()
+        result = fit_kfold(
+            tracks,
+            config,
+            folds,
+            on_fold_start=(lambda fold: progress_for(f"fold {fold + 1}/{folds}"))
+            if progress_for
+            else None,
+        )
+        timings["kfold_s"] = time.perf_counter() - started
+        oof = result.oof
+        metrics["oof_vs_labels"] = score_tracks(oof, labels)
+    nets = []
+    section_labels: tuple[str, ...] = ()
+    if fit_final or folds < 2:
+        started = time.perf_counter()
+        train, validation = split_validation(tracks)
+        final = fit_model(
+            train,
+            config,
+            validation=validation,
+            progress=progress_for("final") if progress_for else None,
+        )
+        timings["final_s"] = time.perf_counter() - started
+        nets, section_labels = final.nets, final.section_labels
+        metrics["final_best_epoch"] = final.best_epoch
+        if validation:
+            metrics["validation_tier1"] = score_tracks(
+                {t.track_id: final.predict(t.embeddings) for t in validation}, labels
+            )
+    else:
+        nets = [net for fit in result.fits for net in fit.nets]
+        section_labels = result.fits[0].section_labels
+    started = time.perf_counter()
+    energy = fit_energy(tracks, seed=config.seed)
+    timings["energy_s"] = time.perf_counter() - started
+    metrics["energy_mae_oof"] = energy.oof_mae
+    metrics["energy_sections"] = energy.n_sections
+    metrics["seconds"] = timings
+    heads = Heads(
+        nets,
+        backbone_key=backbone_key,
+        backbone_name=backbone_name,
+        backbone_options=backbone_options,
+        frames_per_second=labelled[0].frames_per_second,
+        section_labels=section_labels,
+        energy=energy.head,
+        train_config=config.to_dict(),
+        provenance=dict(provenance or {}),
+    )
+    return FitReport(heads=heads, oof=oof, metrics=metrics)

@@ -1,0 +1,582 @@
+"""Training of the temporal heads on stored embeddings, robust to noisy DJ labels.
+
+Layers, each usable alone:
+
+- :func:`fit_temporal` trains one model (or a co-teaching pair) on a list of :class:`TrackData`;
+- :func:`fit_kfold` splits tracks into folds *by track* and returns out-of-fold activations for
+  every labelled track (what ``edm label-audit`` ranks labels with);
+- :func:`fit_pseudo_label` wraps either: a teacher labels the Tier 3 (unlabeled) tracks where it
+  is confident, and a student trains on labelled + pseudo-labelled tracks.
+
+Noise handling (see :mod:`edm.heads.loss`): label smoothing, small-loss reweighting
+(``forget_rate`` > 0: the hardest ``forget_rate`` of positive and of negative frames are left out
+each batch, ramped up over ``warmup_epochs``), co-teaching (two nets; each trains on the frames
+the *other* finds easy). Tier 1 tracks, when present, are held out to validate and early-stop.
+
+Augmentation happens on embeddings, so it fits a store: a random crop per track and epoch,
+time stretching by resampling frames (the grid stretches with it, like a small tempo change),
+feature dropout (whole embedding channels) and a little Gaussian noise.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from edm.data.schema import Tier, TrackAnnotation
+from edm.heads.activations import Activations
+from edm.heads.loss import (
+    ShiftTolerantBCELoss,
+    balanced_pos_weight,
+    section_loss,
+    small_loss_mask,
+    tolerance_frames,
+    weighted_mean,
+)
+from edm.heads.metrics import PEAK_DEFAULTS, pick_peaks
+from edm.heads.model import TemporalHeads
+from edm.heads.targets import SECTION_LABELS, HeadTargets, make_targets
+
+EVENT_TASKS: tuple[str, ...] = ("beat", "downbeat", "boundary")
+
+#: Called as ``progress(epoch, epochs, loss)`` after every epoch.
+ProgressFn = Callable[[int, int, float], None]
+
+
+@dataclass
+class TrackData:
+    """One track as training sees it: stored embeddings plus its (possibly noisy) labels.
+
+    ``annotation`` None (or Tier 3) marks an unlabeled track.
+    """
+
+    track_id: str
+    embeddings: np.ndarray  # (frames, dim) float32
+    frames_per_second: float
+    annotation: TrackAnnotation | None = None
+    descriptors: dict[str, np.ndarray] | None = None
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.embeddings.shape[0])
+
+    @property
+    def labelled(self) -> bool:
+        return self.annotation is not None and self.annotation.metadata.tier != Tier.UNLABELED
+
+    @property
+    def genre(self) -> str:
+        return self.annotation.track.genre if self.annotation is not None else ""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that shapes one fit; stored in ``config.json`` next to the weights."""
+
+    epochs: int = 40
+    batch_size: int = 8
+    crop_s: float = 90.0
+    learning_rate: float = 1e-2
+    weight_decay: float = 1e-2
+    beat_tolerance_s: float = 0.03
+    boundary_tolerance_s: float = 0.25
+    unlabeled_weight: float = 0.1
+    task_weights: dict[str, float] = field(
+        default_factory=lambda: {"beat": 1.0, "downbeat": 1.0, "boundary": 1.0, "section": 0.3}
+    )
+    label_smoothing: float = 0.0
+    forget_rate: float = 0.0
+    co_teaching: bool = False
+    warmup_epochs: int = 5
+    augment: bool = True
+    stretch: float = 0.04
+    noise_std: float = 0.05
+    pseudo_label: bool = False
+    pseudo_threshold: float = 0.5
+    pseudo_negative: float = 0.1
+    pseudo_weight: float = 0.5
+    patience: int = 8
+    seed: int = 0
+    model: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches
+
+
+@dataclass
+class _Example:
+    embeddings: np.ndarray  # (frames, dim)
+    targets: HeadTargets
+
+
+def _example(track: TrackData, config: TrainConfig) -> _Example:
+    assert track.annotation is not None
+    targets = make_targets(
+        track.annotation,
+        track.n_frames,
+        track.frames_per_second,
+        unlabeled_weight=config.unlabeled_weight,
+    )
+    return _Example(np.asarray(track.embeddings, dtype=np.float32), targets)
+
+
+_ARRAYS = (
+    "beat",
+    "beat_weight",
+    "downbeat",
+    "downbeat_weight",
+    "boundary",
+    "boundary_weight",
+    "section",
+)
+_EVENTS = ("beat", "downbeat", "boundary")
+
+
+def _crop(example: _Example, n_frames: int, rng: np.random.Generator, stretch: float) -> _Example:
+    """A random crop of about ``n_frames`` output frames, optionally time-stretched."""
+    factor = float(rng.uniform(1.0 - stretch, 1.0 + stretch)) if stretch > 0 else 1.0
+    total = len(example.embeddings)
+    source_len = min(total, math.ceil(n_frames * factor))
+    start = int(rng.integers(0, total - source_len + 1))
+    out_len = max(1, min(n_frames, round(source_len / factor)))
+    targets = example.targets
+    if factor == 1.0:
+        piece = {name: getattr(targets, name)[start : start + out_len] for name in _ARRAYS}
+        embeddings = example.embeddings[start : start + out_len]
+    else:
+        # Dense arrays: nearest source frame. Events: move each positive to its new frame, so
+        # a stretched beat stays one frame wide.
+        source = np.clip(np.round(np.arange(out_len) * factor).astype(int) + start, 0, total - 1)
+        embeddings = example.embeddings[source]
+        piece = {name: getattr(targets, name)[source] for name in _ARRAYS}
+        for name in _EVENTS:
+            positives = np.flatnonzero(getattr(targets, name)[start : start + source_len])
+            moved = np.round(positives / factor).astype(int)
+            event = np.zeros(out_len, dtype=np.float32)
+            event[moved[moved < out_len]] = 1.0
+            piece[name] = event
+    return _Example(
+        np.ascontiguousarray(embeddings),
+        HeadTargets(**piece, frames_per_second=targets.frames_per_second),
+    )
+
+
+def _collate(examples: Sequence[_Example]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Pad to the longest example; padding has weight 0 and section class -1."""
+    length = max(len(e.embeddings) for e in examples)
+    dim = examples[0].embeddings.shape[1]
+    x = np.zeros((len(examples), length, dim), dtype=np.float32)
+    batch: dict[str, np.ndarray] = {
+        name: np.zeros((len(examples), length), dtype=np.float32) for name in _ARRAYS
+    }
+    batch["section"] = np.full((len(examples), length), -1, dtype=np.int64)
+    for row, example in enumerate(examples):
+        n = len(example.embeddings)
+        x[row, :n] = example.embeddings
+        for name in _ARRAYS:
+            batch[name][row, :n] = getattr(example.targets, name)
+    tensors = {name: torch.from_numpy(values) for name, values in batch.items()}
+    return torch.from_numpy(x).transpose(1, 2), tensors
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses per batch
+
+
+class _Criterion:
+    """Per-task shift-tolerant losses built for one frame rate and one training set."""
+
+    def __init__(self, config: TrainConfig, frames_per_second: float, examples: Sequence[_Example]):
+        tolerances = {
+            "beat": config.beat_tolerance_s,
+            "downbeat": config.beat_tolerance_s,
+            "boundary": config.boundary_tolerance_s,
+        }
+        self.config = config
+        self.losses: dict[str, ShiftTolerantBCELoss] = {}
+        for task in EVENT_TASKS:
+            positive = sum(float(getattr(e.targets, task).sum()) for e in examples)
+            weight = sum(float(getattr(e.targets, f"{task}_weight").sum()) for e in examples)
+            self.losses[task] = ShiftTolerantBCELoss(
+                tolerance_frames(tolerances[task], frames_per_second),
+                pos_weight=balanced_pos_weight(positive, weight - positive),
+                label_smoothing=config.label_smoothing,
+            )
+
+    def elementwise(
+        self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """task → (losses, weights, positive mask)."""
+        result = {}
+        for task, loss in self.losses.items():
+            values, weights = loss(outputs[task], batch[task], batch[f"{task}_weight"])
+            result[task] = (values, weights, batch[task] > 0.5)
+        if "section" in outputs:
+            values, weights = section_loss(
+                outputs["section"], batch["section"], self.config.label_smoothing
+            )
+            result["section"] = (values, weights, torch.zeros_like(weights, dtype=torch.bool))
+        return result
+
+    def total(
+        self,
+        parts: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+        masks: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        loss = torch.zeros(())
+        for task, (values, weights, _) in parts.items():
+            if masks is not None:
+                weights = weights * masks[task]
+            loss = loss + self.config.task_weights.get(task, 1.0) * weighted_mean(values, weights)
+        return loss
+
+
+def _select_small_loss(
+    parts: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]], forget_rate: float
+) -> dict[str, torch.Tensor]:
+    """Small-loss masks per task, chosen separately among positives and among negatives.
+
+    Positives always lose more than negatives early on; one threshold over both would drop
+    positives only.
+    """
+    masks = {}
+    for task, (values, weights, positive) in parts.items():
+        pos = small_loss_mask(values, weights * positive, forget_rate)
+        neg = small_loss_mask(values, weights * ~positive, forget_rate)
+        masks[task] = pos + neg
+    return masks
+
+
+# ---------------------------------------------------------------------------------------------
+# One fit
+
+
+def _input_stats(examples: Sequence[_Example]) -> tuple[torch.Tensor, torch.Tensor]:
+    stacked = np.concatenate([e.embeddings for e in examples], axis=0).astype(np.float64)
+    return torch.from_numpy(stacked.mean(0)).float(), torch.from_numpy(stacked.std(0)).float()
+
+
+def _frame_rate(tracks: Sequence[TrackData]) -> float:
+    rates = {round(t.frames_per_second, 6) for t in tracks}
+    if len(rates) != 1:
+        raise ValueError(f"tracks have different frame rates {sorted(rates)}; use one backbone")
+    return float(next(iter(rates)))
+
+
+def _new_net(config: TrainConfig, dim: int, fps: float, n_sections: int) -> TemporalHeads:
+    options = dict(config.model)
+    if not config.augment:
+        options["input_dropout"] = 0.0
+    return TemporalHeads(dim, fps, n_sections=n_sections, **options)
+
+
+def predict_probabilities(
+    nets: Sequence[TemporalHeads],
+    embeddings: np.ndarray,
+    frames_per_second: float,
+    section_labels: tuple[str, ...] = (),
+) -> Activations:
+    """Sigmoid (softmax for sections) probabilities of one whole track, averaged over nets."""
+    x = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32)).T.unsqueeze(0)
+    sums: dict[str, np.ndarray] = {}
+    with torch.no_grad():
+        for net in nets:
+            net.eval()
+            outputs = net(x)
+            for task in EVENT_TASKS:
+                sums[task] = sums.get(task, 0) + torch.sigmoid(outputs[task][0]).numpy()
+            if "section" in outputs:
+                sums["section"] = (
+                    sums.get("section", 0) + torch.softmax(outputs["section"][0], dim=-1).numpy()
+                )
+    n = len(nets)
+    section = sums["section"] / n if "section" in sums else None
+    return Activations(
+        beat=(sums["beat"] / n).astype(np.float32),
+        downbeat=(sums["downbeat"] / n).astype(np.float32),
+        boundary=(sums["boundary"] / n).astype(np.float32),
+        frames_per_second=frames_per_second,
+        section=None if section is None else section.astype(np.float32),
+        section_labels=section_labels if section is not None else (),
+    )
+
+
+@dataclass
+class FitResult:
+    """Trained nets (one, or two with co-teaching) and the curve of training losses."""
+
+    nets: list[TemporalHeads]
+    frames_per_second: float
+    section_labels: tuple[str, ...]
+    losses: list[float]
+    validation_losses: list[float]
+    best_epoch: int
+
+    def predict(self, embeddings: np.ndarray) -> Activations:
+        return predict_probabilities(
+            self.nets, embeddings, self.frames_per_second, self.section_labels
+        )
+
+
+def _has_sections(examples: Sequence[_Example]) -> bool:
+    return any(bool((e.targets.section >= 0).any()) for e in examples)
+
+
+def fit_temporal(
+    tracks: Sequence[TrackData],
+    config: TrainConfig,
+    *,
+    validation: Sequence[TrackData] = (),
+    extra: Sequence[_Example] = (),
+    progress: ProgressFn | None = None,
+) -> FitResult:
+    """Train one model (two with ``config.co_teaching``) on the labelled tracks given.
+
+    ``validation`` tracks (Tier 1) are scored each epoch without small-loss selection and the
+    best epoch's weights are kept; training stops after ``config.patience`` epochs without
+    improvement. ``extra`` are ready-made examples (pseudo-labels) added to the training set.
+    """
+    labelled = [t for t in tracks if t.labelled]
+    if not labelled and not extra:
+        raise ValueError("no labelled tracks to train on")
+    fps = _frame_rate([*labelled, *validation] or [t for t in tracks])
+    examples = [_example(t, config) for t in labelled] + list(extra)
+    val_examples = [_example(t, config) for t in validation if t.labelled]
+    sections = SECTION_LABELS if _has_sections(examples) else ()
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    dim = examples[0].embeddings.shape[1]
+    n_nets = 2 if config.co_teaching else 1
+    nets = [_new_net(config, dim, fps, len(sections)) for _ in range(n_nets)]
+    mean, std = _input_stats(examples)
+    for net in nets:
+        net.set_input_stats(mean, std)
+    criterion = _Criterion(config, fps, examples)
+    optimizers = [
+        torch.optim.AdamW(
+            net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        for net in nets
+    ]
+    steps_per_epoch = math.ceil(len(examples) / config.batch_size)
+    schedulers = [
+        torch.optim.lr_scheduler.OneCycleLR(
+            opt,
+            max_lr=config.learning_rate,
+            total_steps=max(1, config.epochs * steps_per_epoch),
+            pct_start=0.15,
+        )
+        for opt in optimizers
+    ]
+    crop_frames = max(1, round(config.crop_s * fps))
+    stretch = config.stretch if config.augment else 0.0
+    losses: list[float] = []
+    val_losses: list[float] = []
+    best: tuple[float, int, list[dict[str, torch.Tensor]]] | None = None
+    for epoch in range(config.epochs):
+        forget = config.forget_rate * min(1.0, epoch / max(1, config.warmup_epochs))
+        order = rng.permutation(len(examples))
+        epoch_loss = 0.0
+        for net in nets:
+            net.train()
+        for first in range(0, len(order), config.batch_size):
+            chosen = [
+                _crop(examples[i], crop_frames, rng, stretch)
+                for i in order[first : first + config.batch_size]
+            ]
+            x, batch = _collate(chosen)
+            if config.augment and config.noise_std > 0:
+                x = x + config.noise_std * std[None, :, None] * torch.randn_like(x)
+            parts = [criterion.elementwise(net(x), batch) for net in nets]
+            if forget > 0:
+                masks = [_select_small_loss(p, forget) for p in parts]
+                # Co-teaching: each net learns from the frames its peer finds easy.
+                chosen_masks = masks[::-1] if n_nets == 2 else masks
+            else:
+                chosen_masks = [None] * n_nets
+            for opt, sched, part, mask in zip(
+                optimizers, schedulers, parts, chosen_masks, strict=True
+            ):
+                loss = criterion.total(part, mask)
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], 1.0)
+                opt.step()
+                sched.step()
+                epoch_loss += float(loss.detach()) / n_nets
+        losses.append(epoch_loss / steps_per_epoch)
+        if val_examples:
+            val_loss = _evaluate_loss(nets, criterion, val_examples)
+            val_losses.append(val_loss)
+            if best is None or val_loss < best[0]:
+                best = (val_loss, epoch, [copy.deepcopy(net.state_dict()) for net in nets])
+            elif epoch - best[1] >= config.patience:
+                if progress:
+                    progress(epoch + 1, epoch + 1, losses[-1])
+                break
+        if progress:
+            progress(epoch + 1, config.epochs, losses[-1])
+    best_epoch = len(losses) - 1
+    if best is not None:
+        best_epoch = best[1]
+        for net, state in zip(nets, best[2], strict=True):
+            net.load_state_dict(state)
+    for net in nets:
+        net.eval()
+    return FitResult(nets, fps, sections, losses, val_losses, best_epoch)
+
+
+def _evaluate_loss(
+    nets: Sequence[TemporalHeads], criterion: _Criterion, examples: Sequence[_Example]
+) -> float:
+    total = 0.0
+    with torch.no_grad():
+        for net in nets:
+            net.eval()
+            for example in examples:
+                x, batch = _collate([example])
+                total += float(criterion.total(criterion.elementwise(net(x), batch)))
+    return total / (len(nets) * len(examples))
+
+
+# ---------------------------------------------------------------------------------------------
+# Pseudo-labels, k-fold
+
+
+def pseudo_targets(activations: Activations, config: TrainConfig) -> HeadTargets:
+    """Confident teacher outputs as targets: peaks above ``pseudo_threshold`` are positives,
+    frames below ``pseudo_negative`` are negatives, everything in between is left out."""
+    fps = activations.frames_per_second
+    arrays: dict[str, np.ndarray] = {}
+    for task in EVENT_TASKS:
+        probabilities = getattr(activations, task)
+        _, min_distance_s = PEAK_DEFAULTS[task]
+        peaks = pick_peaks(probabilities, fps, config.pseudo_threshold, min_distance_s)
+        event = np.zeros(activations.n_frames, dtype=np.float32)
+        event[np.round(peaks * fps).astype(int)] = 1.0
+        confident = (event > 0) | (probabilities < config.pseudo_negative)
+        arrays[task] = event
+        arrays[f"{task}_weight"] = confident.astype(np.float32) * config.pseudo_weight
+    section = np.full(activations.n_frames, -1, dtype=np.int64)
+    if activations.section is not None:
+        sure = activations.section.max(axis=1) >= 0.8
+        section[sure] = activations.section.argmax(axis=1)[sure]
+    return HeadTargets(**arrays, section=section, frames_per_second=fps)
+
+
+def fit_pseudo_label(
+    tracks: Sequence[TrackData],
+    config: TrainConfig,
+    *,
+    validation: Sequence[TrackData] = (),
+    progress: ProgressFn | None = None,
+) -> FitResult:
+    """Teacher on labelled tracks → pseudo-labels for unlabeled ones → student on both.
+
+    Without unlabeled tracks this is a plain :func:`fit_temporal`.
+    """
+    unlabeled = [t for t in tracks if not t.labelled]
+    teacher = fit_temporal(tracks, config, validation=validation, progress=progress)
+    if not unlabeled:
+        return teacher
+    extra = [
+        _Example(
+            np.asarray(t.embeddings, dtype=np.float32),
+            pseudo_targets(teacher.predict(t.embeddings), config),
+        )
+        for t in unlabeled
+    ]
+    return fit_temporal(tracks, config, validation=validation, extra=extra, progress=progress)
+
+
+def fit_model(
+    tracks: Sequence[TrackData],
+    config: TrainConfig,
+    *,
+    validation: Sequence[TrackData] = (),
+    progress: ProgressFn | None = None,
+) -> FitResult:
+    """One model as ``config`` asks: with pseudo-labelling if ``config.pseudo_label``."""
+    if config.pseudo_label:
+        return fit_pseudo_label(tracks, config, validation=validation, progress=progress)
+    return fit_temporal(tracks, config, validation=validation, progress=progress)
+
+
+def split_validation(tracks: Sequence[TrackData]) -> tuple[list[TrackData], list[TrackData]]:
+    """(training tracks, Tier 1 validation tracks). All-Tier-1 sets keep everything to train."""
+    verified = [
+        t
+        for t in tracks
+        if t.annotation is not None and t.annotation.metadata.tier == Tier.VERIFIED
+    ]
+    if not verified or len(verified) == len(tracks):
+        return list(tracks), []
+    return [t for t in tracks if t not in verified], verified
+
+
+def fold_assignment(track_ids: Sequence[str], folds: int, seed: int) -> dict[str, int]:
+    """Track id → fold number, balanced and reproducible.
+
+    >>> sorted(fold_assignment(["a", "b", "c", "d", "e"], 2, 0).values())
+    [0, 0, 0, 1, 1]
+    """
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2, got {folds}")
+    if len(track_ids) < folds:
+        raise ValueError(f"{len(track_ids)} labelled tracks cannot be split into {folds} folds")
+    order = np.random.default_rng(seed).permutation(len(track_ids))
+    return {track_ids[i]: rank % folds for rank, i in enumerate(order)}
+
+
+@dataclass
+class KFoldResult:
+    """Out-of-fold activations of every labelled track and which fold held it out."""
+
+    oof: dict[str, Activations]
+    fold_of: dict[str, int]
+    fits: list[FitResult]
+
+
+def fit_kfold(
+    tracks: Sequence[TrackData],
+    config: TrainConfig,
+    folds: int,
+    *,
+    on_fold_start: Callable[[int], ProgressFn | None] | None = None,
+) -> KFoldResult:
+    """Train ``folds`` models, each without one fold of labelled tracks, and predict that fold.
+
+    Unlabeled tracks join every fold's training set (they only matter with pseudo-labels).
+    ``on_fold_start(fold)`` may return a per-epoch progress callback for that fold.
+    """
+    labelled = [t for t in tracks if t.labelled]
+    unlabeled = [t for t in tracks if not t.labelled]
+    fold_of = fold_assignment([t.track_id for t in labelled], folds, config.seed)
+    oof: dict[str, Activations] = {}
+    fits = []
+    for fold in range(folds):
+        progress = on_fold_start(fold) if on_fold_start else None
+        held_out = [t for t in labelled if fold_of[t.track_id] == fold]
+        train = [t for t in labelled if fold_of[t.track_id] != fold]
+        train, validation = split_validation(train)
+        fold_config = replace(config, seed=config.seed + fold)
+        fit = fit_model([*train, *unlabeled], fold_config, validation=validation, progress=progress)
+        fits.append(fit)
+        for track in held_out:
+            oof[track.track_id] = fit.predict(track.embeddings)
+    return KFoldResult(oof=oof, fold_of=fold_of, fits=fits)
