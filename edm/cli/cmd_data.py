@@ -99,7 +99,10 @@ def import_command(
             library = read_rekordbox_xml(
                 xml, audio_root=audio_root, playlist=playlist, tier=Tier(tier),
                 hash_audio=not no_hash,
-                progress=lambda done, total: progress.update(task, completed=done, total=total),
+                progress=(
+                    (lambda done, total: progress.update(task, completed=done, total=total))
+                    if show else None
+                ),
             )
         except RekordboxError as error:
             raise click.ClickException(str(error)) from error

@@ -40,6 +40,7 @@ of being reported. What edm needs from it is a few attribute conversions, done h
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import re
@@ -207,6 +208,23 @@ def _xml_errors(path: Path) -> Iterator[None]:
         raise RekordboxError(f"{path}: malformed XML ({error})") from error
     except OSError as error:
         raise RekordboxError(f"{path}: cannot read ({error.strerror or error})") from error
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a collection is parsed.
+
+    A 10,000-track import allocates a few million small objects that all stay alive, so every
+    collection pass finds nothing to free; the passes cost a third of the import's CPU time.
+    Nothing here builds reference cycles, so pausing frees no less memory.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @dataclass
@@ -537,7 +555,7 @@ def read_rekordbox_xml(
             raw.append((annotation, original, track.attrs.get("Location", "")))
 
     handler = _ExportHandler(path, on_track)
-    with _xml_errors(path), path.open("rb") as stream:
+    with _xml_errors(path), path.open("rb") as stream, _no_gc():
         defused_sax.parse(stream, handler, forbid_dtd=False, forbid_entities=True,
                           forbid_external=True)
     library.product_version = handler.version
@@ -578,21 +596,26 @@ def _locate_audio(
         if original is None:
             tracks.append(annotation)
             continue
-        local = remap_path(original, root, library_root) if root is not None else Path(original)
-        updates: dict[str, Any] = {"path": str(local)}
-        if local.is_file():
+        local = str(remap_path(original, root, library_root)) if root is not None else original
+        updates: dict[str, Any] = {}
+        if local != original:
+            updates["path"] = local
+            provenance = {**annotation.metadata.provenance, "original_path": original}
+            metadata = annotation.metadata.model_copy(update={"provenance": provenance})
+            annotation = annotation.model_copy(update={"metadata": metadata})
+        # os.path rather than pathlib: this runs once per track of a 10,000-track library.
+        if os.path.isfile(local):
             library.audio_found += 1
             if hash_audio:
                 try:
-                    updates["content_hash"] = _hash_file(local)
+                    updates["content_hash"] = _hash_file(Path(local))
                 except ValueError as error:  # edm.audio.AudioError: unreadable file
                     library.problems.append(
                         f"{library.path}: track {annotation.track.source_id}: {error}"
                     )
-        if root is not None and str(local) != original:
-            provenance = {**annotation.metadata.provenance, "original_path": original}
-            metadata = annotation.metadata.model_copy(update={"provenance": provenance})
-            annotation = annotation.model_copy(update={"metadata": metadata})
+        if not updates:
+            tracks.append(annotation)
+            continue
         track = annotation.track.model_copy(update=updates)
         tracks.append(annotation.model_copy(update={"track": track}))
     return tracks
