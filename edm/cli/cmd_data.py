@@ -90,7 +90,7 @@ def import_command(
     Reads every TRACK (grid from TEMPO, cues from POSITION_MARK, key, BPM, duration) with a
     hardened XML parser; problems in single tracks are repaired or skipped and listed.
     """
-    from edm.data.rekordbox import RekordboxError, read_rekordbox_xml
+    from edm.data.rekordbox import RekordboxError, paused_gc, read_rekordbox_xml
 
     show = not as_json and sys.stderr.isatty()
     with _progress("locating audio", show) as progress:
@@ -109,7 +109,7 @@ def import_command(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written, kept, used = 0, [], set()
-    with _progress("writing annotations", show) as progress:
+    with _progress("writing annotations", show) as progress, paused_gc():
         for annotation in progress.track(library.tracks, description="write"):
             name = annotation_filename(annotation)
             stem = name.removesuffix(".yaml")

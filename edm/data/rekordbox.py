@@ -211,7 +211,7 @@ def _xml_errors(path: Path) -> Iterator[None]:
 
 
 @contextmanager
-def _no_gc() -> Iterator[None]:
+def paused_gc() -> Iterator[None]:
     """Pause the cyclic garbage collector while a collection is parsed.
 
     A 10,000-track import allocates a few million small objects that all stay alive, so every
@@ -555,7 +555,7 @@ def read_rekordbox_xml(
             raw.append((annotation, original, track.attrs.get("Location", "")))
 
     handler = _ExportHandler(path, on_track)
-    with _xml_errors(path), path.open("rb") as stream, _no_gc():
+    with _xml_errors(path), path.open("rb") as stream, paused_gc():
         defused_sax.parse(stream, handler, forbid_dtd=False, forbid_entities=True,
                           forbid_external=True)
     library.product_version = handler.version
