@@ -66,7 +66,7 @@ _PYAV_WRITE = {
 }
 
 #: Seconds of audio decoded per block when streaming.
-BLOCK_S = 20.0
+BLOCK_S = 10.0
 _HASH_CHUNK = 1 << 20
 
 

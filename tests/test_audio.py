@@ -109,3 +109,25 @@ def test_missing_file_and_unknown_extension(tmp_path: Path) -> None:
         write_audio(tmp_path / "a.xyz", np.zeros(100, np.float32), SR)
     with pytest.raises(AudioError, match="NaN"):
         write_audio(tmp_path / "a.wav", np.full(100, np.nan, np.float32), SR)
+
+
+def test_decoding_memory_is_the_output_plus_a_few_blocks(tmp_path: Path) -> None:
+    """A 3-minute stereo file decodes to 22.05 kHz mono without holding the whole stereo
+    signal: peak allocation stays near the 16 MB output, far below the 64 MB that reading the
+    file whole as float32 would take (a 2-hour mix scales the same way)."""
+    import tracemalloc
+
+    seconds = 180
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal((SR * seconds, 2))).astype(np.float32)
+    path = write_audio(tmp_path / "long.flac", audio, SR)
+    del audio
+    tracemalloc.start()
+    try:
+        decoded = load_audio(path, 22050)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    output_mb = decoded.nbytes / 1e6
+    assert output_mb == pytest.approx(seconds * 22050 * 4 / 1e6, rel=1e-3)
+    assert peak / 1e6 < output_mb + 14, f"peak {peak / 1e6:.0f} MB for {output_mb:.0f} MB out"
