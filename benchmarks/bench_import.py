@@ -54,7 +54,7 @@ def generate_xml(path: Path, tracks: int, seed: int = 0) -> None:
             f'Comments="Energy {rng.randint(1, 10)}" Location="{location}">'
         )
         # A re-anchor on the same tempo and a real change, as real exports have them.
-        anchors = [(first, bpm, 1), (first + 64 * beat, bpm, 1), (first + 128 * beat, bpm + 2, 3)]
+        anchors = [(first, bpm, 1), (first + 64 * beat, bpm, 1), (first + 256 * beat, bpm + 2, 1)]
         for start, tempo, battito in anchors:
             lines.append(
                 f'      <TEMPO Inizio="{start:.3f}" Bpm="{tempo:.2f}" Metro="4/4" '

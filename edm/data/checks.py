@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from edm.data.csv_io import nearest_beat
+from edm.data.csv_io import nearest_beats
 from edm.data.schema import (
     AnnotationError,
     TrackAnnotation,
@@ -100,16 +100,15 @@ def validate_folder(
             findings.append(Finding(str(file), check, message, severity, label))
 
         duration = annotation.track.duration_s
-        for cue in annotation.cues:
+        near = nearest_beats(annotation, [cue.start_s for cue in annotation.cues])
+        for index, cue in enumerate(annotation.cues):
             if duration is not None and cue.start_s > duration + end_tolerance_s:
                 add("cue_past_end", f"cue at {cue.start_s:.3f} s is past the end ({duration} s)")
-                continue
-            near = nearest_beat(annotation, cue.start_s)
-            if near is not None and abs(near[0]) > grid_tolerance_s:
+            elif near is not None and abs(near[0][index]) > grid_tolerance_s:
                 add(
                     "cue_off_grid",
-                    f"{cue.kind} cue at {cue.start_s:.3f} s is {near[0] * 1000:+.0f} ms from "
-                    f"the nearest beat (tolerance {grid_tolerance_s * 1000:.0f} ms)",
+                    f"{cue.kind} cue at {cue.start_s:.3f} s is {near[0][index] * 1000:+.0f} ms "
+                    f"from the nearest beat (tolerance {grid_tolerance_s * 1000:.0f} ms)",
                 )
         if not annotation.grid and annotation.cues:
             add("no_grid", "has cues but no beat grid", "warning")
