@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from edm.data.schema import (
@@ -41,6 +48,15 @@ def _progress(label: str, enabled: bool) -> Iterator[Progress]:
     )
     with progress:
         yield progress
+
+
+def _reporter(
+    progress: Progress, task: TaskID, show: bool
+) -> Callable[[int, int], None] | None:
+    """A ``progress(done, total)`` callback for library functions; None when nobody watches."""
+    if not show:
+        return None
+    return lambda done, total: progress.update(task, completed=done, total=total)
 
 
 def _print_problems(problems: list[str]) -> None:
@@ -99,10 +115,7 @@ def import_command(
             library = read_rekordbox_xml(
                 xml, audio_root=audio_root, playlist=playlist, tier=Tier(tier),
                 hash_audio=not no_hash,
-                progress=(
-                    (lambda done, total: progress.update(task, completed=done, total=total))
-                    if show else None
-                ),
+                progress=_reporter(progress, task, show),
             )
         except RekordboxError as error:
             raise click.ClickException(str(error)) from error
@@ -155,13 +168,19 @@ def _edited_since_import(path: Path) -> bool:
     return existing.metadata.version > 1 or existing.metadata.source != "rekordbox-xml"
 
 
-def _load(ann_dir: Path) -> Any:
+def _load(ann_dir: Path, as_json: bool) -> Any:
     from edm.data.checks import load_folder
 
-    try:
-        return load_folder(ann_dir)
-    except AnnotationError as error:
-        raise click.ClickException(str(error)) from error
+    show = not as_json and sys.stderr.isatty()
+    with _progress("reading annotations", show) as progress:
+        task = progress.add_task("read", total=None)
+        try:
+            return load_folder(
+                ann_dir,
+                progress=_reporter(progress, task, show),
+            )
+        except AnnotationError as error:
+            raise click.ClickException(str(error)) from error
 
 
 @command.command("stats", epilog="""\b
@@ -178,7 +197,7 @@ def stats_command(ann_dir: Path, as_json: bool) -> None:
     """
     from edm.data.checks import folder_stats
 
-    stats = folder_stats(_load(ann_dir))
+    stats = folder_stats(_load(ann_dir, as_json))
     if as_json:
         _echo_json(stats)
         return
@@ -230,7 +249,7 @@ def validate_command(ann_dir: Path, grid_tolerance_ms: float, strict: bool, as_j
     """
     from edm.data.checks import findings_json, validate_folder
 
-    folder = _load(ann_dir)
+    folder = _load(ann_dir, as_json)
     findings = validate_folder(folder, grid_tolerance_s=grid_tolerance_ms / 1000)
     errors = [f for f in findings if f.severity == "error" or strict]
     if as_json:
@@ -266,7 +285,7 @@ def export_command(ann_dir: Path, fmt: str, out: Path, as_json: bool) -> None:
 
     Files that fail to load are listed and skipped; the exit code is then 1.
     """
-    folder = _load(ann_dir)
+    folder = _load(ann_dir, as_json)
     annotations: list[TrackAnnotation] = [a for _, a in folder.annotations]
     if fmt == "jams":
         from edm.data.jams_io import save_jams

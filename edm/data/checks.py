@@ -14,6 +14,7 @@ Validation findings are errors unless noted:
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -53,13 +54,21 @@ class LoadedFolder:
     errors: list[AnnotationError] = field(default_factory=list)
 
 
-def load_folder(directory: str | Path) -> LoadedFolder:
-    """Load every annotation file; bad files become errors rather than exceptions."""
+def load_folder(
+    directory: str | Path, progress: Callable[[int, int], None] | None = None
+) -> LoadedFolder:
+    """Load every annotation file; bad files become errors rather than exceptions.
+
+    ``progress(done, total)`` is called after each file.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise AnnotationError(f"{directory}: not a folder of annotations")
     folder = LoadedFolder()
-    for path in iter_annotation_files(directory):
+    files = list(iter_annotation_files(directory))
+    for done, path in enumerate(files, start=1):
+        if progress is not None:
+            progress(done, len(files))
         try:
             folder.annotations.append((path, load_annotation(path)))
         except AnnotationError as error:
