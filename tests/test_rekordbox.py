@@ -121,6 +121,23 @@ def test_playlist_filter() -> None:
         read_rekordbox_xml(hand, playlist="Nope")
 
 
+def test_playlist_keyed_by_location(tmp_path: Path) -> None:
+    tracks = "".join(
+        f'<TRACK TrackID="{i}" Name="T{i}" TotalTime="9" Location="file://localhost/m/{i}.mp3"/>'
+        for i in (1, 2, 3)
+    )
+    playlists = (
+        '<PLAYLISTS><NODE Type="0" Name="ROOT" Count="1">'
+        '<NODE Name="By path" Type="1" KeyType="1" Entries="2">'
+        '<TRACK Key="file://localhost/m/3.mp3"/><TRACK Key="file://localhost/m/1.mp3"/>'
+        "</NODE></NODE></PLAYLISTS>"
+    )
+    path = _xml(tmp_path, tracks)
+    path.write_text(path.read_text().replace("</DJ_PLAYLISTS>", playlists + "</DJ_PLAYLISTS>"))
+    chosen = read_rekordbox_xml(path, playlist="By path")
+    assert [a.track.title for a in chosen.tracks] == ["T1", "T3"]
+
+
 def _xml(tmp_path: Path, tracks: str, name: str = "lib.xml", head: str = "") -> Path:
     path = tmp_path / name
     path.write_text(
