@@ -19,7 +19,13 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -239,25 +245,39 @@ class TrackJob:
                  "codec": info.codec, "file_size": os.path.getsize(path)}
         return Decoded(path, track_id, attrs, audio, descriptors)
 
-    def finish(self, decoded: Decoded, backbone: Backbone) -> TrackResult:
-        """Embed and write one decoded track."""
-        duration_s = decoded.track_attrs["duration_s"]
+    def embed(self, decoded: Decoded,
+              backbone: Backbone) -> tuple[np.ndarray, dict[str, np.ndarray]] | TrackResult:
+        """Embeddings and descriptors of a decoded track (a failed result on bad output)."""
         try:
             descriptors = decoded.descriptors
             if descriptors is None and hasattr(backbone, "embed_with_descriptors"):
-                embeddings, descriptors = backbone.embed_with_descriptors(decoded.audio)
-            else:
-                if descriptors is None:
-                    descriptors = compute_descriptors(decoded.audio, self.sample_rate,
-                                                      self.frames_per_second)
-                embeddings = backbone.embed(decoded.audio)
-            written = self.store.write(decoded.track_id, decoded.track_attrs, backbone.config(),
-                                       embeddings, descriptors)
-        except (StoreError, ValueError) as error:
+                return backbone.embed_with_descriptors(decoded.audio)
+            if descriptors is None:
+                descriptors = compute_descriptors(decoded.audio, self.sample_rate,
+                                                  self.frames_per_second)
+            return backbone.embed(decoded.audio), descriptors
+        except ValueError as error:
             return TrackResult(decoded.path, "failed", decoded.track_id,
                                reason=f"{decoded.path}: {error}")
+
+    def write(self, decoded: Decoded, config: dict[str, Any], embeddings: np.ndarray,
+              descriptors: dict[str, np.ndarray]) -> TrackResult:
+        """Store one embedded track atomically."""
+        try:
+            written = self.store.write(decoded.track_id, decoded.track_attrs, config,
+                                       embeddings, descriptors)
+        except StoreError as error:
+            return TrackResult(decoded.path, "failed", decoded.track_id, reason=str(error))
         status: Status = "embedded" if written else "present"
-        return TrackResult(decoded.path, status, decoded.track_id, duration_s=duration_s)
+        return TrackResult(decoded.path, status, decoded.track_id,
+                           duration_s=decoded.track_attrs["duration_s"])
+
+    def finish(self, decoded: Decoded, backbone: Backbone) -> TrackResult:
+        """Embed and write one decoded track."""
+        staged = self.embed(decoded, backbone)
+        if isinstance(staged, TrackResult):
+            return staged
+        return self.write(decoded, backbone.config(), *staged)
 
     def run(self, path: str) -> TrackResult:
         """The whole track in this process (needs ``build_backbone=True``)."""
@@ -406,6 +426,18 @@ def _run_pool(files: list[Path], job_kwargs: dict[str, Any], model: Backbone,
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                              initargs=(job_kwargs,)) as pool:
         in_flight: set[Future[Decoded | TrackResult]] = set()
+        # A model in this process hands each result to a writer thread (zstd runs outside the
+        # GIL), so the GPU starts on the next track while the last one is compressed.
+        writer = ThreadPoolExecutor(1)
+        writes: set[Future[TrackResult]] = set()
+
+        def collect(block: bool) -> None:
+            nonlocal writes
+            done, writes = wait(writes, timeout=None if block else 0,
+                                return_when=FIRST_COMPLETED)
+            for write in done:
+                record(write.result())
+
         try:
             while True:
                 while len(in_flight) < max_in_flight:
@@ -414,13 +446,26 @@ def _run_pool(files: list[Path], job_kwargs: dict[str, Any], model: Backbone,
                         break
                     in_flight.add(pool.submit(_worker, str(path), in_workers))
                 if not in_flight:
-                    return
+                    break
                 done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in done:
                     outcome = future.result()
-                    record(outcome if isinstance(outcome, TrackResult)
-                           else job.finish(outcome, model))
+                    if isinstance(outcome, TrackResult):
+                        record(outcome)
+                        continue
+                    staged = job.embed(outcome, model)
+                    if isinstance(staged, TrackResult):
+                        record(staged)
+                        continue
+                    while len(writes) >= 2:  # bound the embedded tracks waiting in memory
+                        collect(block=True)
+                    writes.add(writer.submit(job.write, outcome, model.config(), *staged))
+                    collect(block=False)
+            while writes:
+                collect(block=True)
         except BaseException:
             for future in in_flight:
                 future.cancel()
             raise
+        finally:
+            writer.shutdown(wait=True)  # a started write finishes: its rename is atomic anyway
