@@ -66,7 +66,7 @@ def test_tempo_change_found_at_the_right_beat() -> None:
     decoded = decode_beats(act)
     assert [round(s.bpm, 1) for s in decoded.segments] == [124.0, 130.0]
     assert decoded.segments[1].start_s == pytest.approx(93.2, abs=0.02)
-    assert decoded.bpm == 130.0  # the longer segment
+    assert decoded.bpm == pytest.approx(130.0, abs=0.01)  # the longer segment
     assert mir_eval.beat.f_measure(beats, decoded.beats) > 0.99
     assert mir_eval.beat.f_measure(downbeats, decoded.downbeats) > 0.99
 

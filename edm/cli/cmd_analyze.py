@@ -19,8 +19,8 @@ _DEFAULT_OUT = {"json": "edm-analysis", "jams": "edm-analysis", "rekordbox": "ed
 
 def _collect(inputs: tuple[Path, ...], audio_root: Path | None):
     """(path, base annotation or None) pairs, the XML they came from, and input problems."""
+    from edm.audio import AUDIO_EXTENSIONS
     from edm.data.rekordbox import RekordboxError, read_rekordbox_xml
-    from edm.store.embed import collect_inputs
 
     pairs: list = []
     problems: list[str] = []
@@ -42,10 +42,17 @@ def _collect(inputs: tuple[Path, ...], audio_root: Path | None):
                     problems.append(f"{item}: track {track.track_id} has no Location")
         else:
             plain.append(item)
-    if plain:
-        files, bad = collect_inputs(plain)
-        pairs.extend((file, None) for file in files)
-        problems.extend(result.reason for result in bad)
+    for item in plain:
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.is_file()
+                           and p.suffix.lower() in AUDIO_EXTENSIONS
+                           and not any(part.startswith(".") for part in p.relative_to(item).parts))
+            if not found:
+                problems.append(f"{item}: no audio files in this folder")
+            pairs.extend((file, None) for file in found)
+        else:
+            # A file that is not there or not audio fails in analyze() with its own message.
+            pairs.append((item, None))
     return pairs, xml_base, problems
 
 
