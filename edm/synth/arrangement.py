@@ -124,6 +124,7 @@ class Arrangement:
     bars_per_chord: int
     seed: int
     timbre_seed: int
+    drop_gap_beats: float = 0.0  # silence before each drop (all but the riser stop)
     _segment_starts_s: tuple[float, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
@@ -280,4 +281,5 @@ def plan_arrangement(
         bars_per_chord=int(rng.choice([1, 2])),
         seed=seed,
         timbre_seed=int(rng.integers(2**31)),
+        drop_gap_beats=float(rng.choice([0.0, 0.0, 1.0, 2.0])),
     )

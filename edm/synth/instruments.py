@@ -44,10 +44,11 @@ class Timbre:
     lead_cutoff_hz: float
     pluck_decay_s: float
     levels_db: dict[str, float]
+    wobble_cycles: int = 0  # LFO cycles per bass note; 0 = no wobble
 
 
-def draw_timbre(rng: np.random.Generator) -> Timbre:
-    """Random but musically plausible sound-design parameters."""
+def draw_timbre(rng: np.random.Generator, *, wobble: bool = False) -> Timbre:
+    """Random but musically plausible sound-design parameters (``wobble``: dubstep bass)."""
     levels = {
         "kick": 0.0,
         "backbeat": rng.uniform(-6, -2),
@@ -57,7 +58,7 @@ def draw_timbre(rng: np.random.Generator) -> Timbre:
         "sub": rng.uniform(-7, -3),
         "bass": rng.uniform(-11, -6),
         "chords": rng.uniform(-16, -11),
-        "pad": rng.uniform(-12, -8),
+        "pad": rng.uniform(-18, -14),
         "lead": rng.uniform(-15, -10),
         "arp": rng.uniform(-17, -12),
         "riser": rng.uniform(-16, -11),
@@ -84,6 +85,7 @@ def draw_timbre(rng: np.random.Generator) -> Timbre:
         lead_cutoff_hz=rng.uniform(2000, 6000),
         pluck_decay_s=rng.uniform(0.08, 0.25),
         levels_db=levels,
+        wobble_cycles=int(rng.choice([1, 2, 3])) if wobble else 0,
     )
 
 
@@ -240,8 +242,17 @@ class NoteCache:
         return tone * self._envelope(n, 0.005, 0.02)
 
     def _bass(self, pitches: tuple[int, ...], n: int) -> np.ndarray:
-        wave = _oscillator(self.timbre.bass_wave, midi_to_hz(pitches[0] + 12), n)
+        freq = midi_to_hz(pitches[0] + 12)
+        # Two slightly detuned oscillators: the slow beating of a "reese" bass.
+        wave = _oscillator(self.timbre.bass_wave, freq, n)
+        wave = wave + 0.7 * _oscillator(self.timbre.bass_wave, freq * 1.006, n, phase=0.3)
         t = _time(n)
+        if self.timbre.wobble_cycles:
+            # Dubstep wobble: a resonant low-pass swept by an LFO locked to the note length.
+            cycles = self.timbre.wobble_cycles
+            return sweep(wave[None, :].astype(np.float32),
+                         lambda p: 150.0 * 25.0 ** (0.5 - 0.5 * np.cos(2 * np.pi * cycles * p)),
+                         block=256)[0] * self._envelope(n, 0.003, 0.02)
         # A short filter "pluck": bright attack, darker body.
         bright = _filter(wave, pedalboard.LowpassFilter(self.timbre.bass_cutoff_hz * 2.5))
         dark = _filter(wave, pedalboard.LowpassFilter(self.timbre.bass_cutoff_hz))

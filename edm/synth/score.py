@@ -2,7 +2,8 @@
 
 A :class:`Part` holds one layer's events as arrays (beat position, velocity, pitches, length in
 beats). Timing is exact: no humanised drift, so the beats in the truth are where the hits are.
-Fills and snare rolls sit at phrase ends and in build-ups, crashes on drop starts.
+Fills and snare rolls sit at phrase ends and in build-ups, crashes on drop phrases, and some
+tracks leave a beat or two of silence before each drop.
 """
 
 from __future__ import annotations
@@ -91,7 +92,24 @@ def write_score(arrangement: Arrangement, rng: np.random.Generator) -> dict[str,
     end = float(arrangement.n_beats)
     _part(parts, "kick").add(end, 1.0)
     _part(parts, "crash").add(end, 0.8)
+    if arrangement.drop_gap_beats:
+        _cut_drop_gaps(arrangement, parts)
     return parts
+
+
+def _cut_drop_gaps(arrangement: Arrangement, parts: dict[str, Part]) -> None:
+    """Silence the last beat(s) before each drop, the break producers leave before the hit."""
+    gaps = [(float(s.start_bar * BEATS_PER_BAR) - arrangement.drop_gap_beats,
+             float(s.start_bar * BEATS_PER_BAR))
+            for s in arrangement.sections if s.label == "drop"]
+    for name, part in parts.items():
+        if name == "riser":
+            continue
+        keep = [i for i, beat in enumerate(part.beats)
+                if not any(start <= beat < end for start, end in gaps)]
+        for attribute in ("beats", "velocity", "pitches", "length_beats"):
+            values = getattr(part, attribute)
+            setattr(part, attribute, [values[i] for i in keep])
 
 
 def _part(parts: dict[str, Part], name: str) -> Part:
@@ -107,7 +125,9 @@ def _write_section_events(arrangement: Arrangement, section: SectionPlan,
     if "riser" in section.layers:
         _part(parts, "riser").add(first, 1.0, (), float(n_beats))
     if "crash" in section.layers:
-        _part(parts, "crash").add(first, 1.0)
+        # A crash on the drop, a softer one on each later 8-bar phrase of it.
+        for bar in range(0, section.n_bars, 8):
+            _part(parts, "crash").add(first + bar * BEATS_PER_BAR, 1.0 if bar == 0 else 0.6)
     if "roll" in section.layers:
         # A snare roll that speeds up over the build: quarters, 8ths, 16ths, then 32nds.
         roll = _part(parts, "roll")
@@ -196,9 +216,9 @@ def _write_bass(part: Part, style: str, b0: float, note: int, level: float) -> N
         for beat in range(BEATS_PER_BAR):
             for sub in (0.25, 0.5, 0.75):
                 part.add(b0 + beat + sub, level * (0.8 if sub != 0.5 else 1.0), (note,), 0.2)
-    elif style == "wobble":
-        for k in range(8):
-            part.add(b0 + 0.5 * k, level * (1.0 if k % 2 == 0 else 0.55), (note,), 0.45)
+    elif style == "wobble":  # one note per beat; the LFO inside it makes the wobble
+        for beat in range(BEATS_PER_BAR):
+            part.add(b0 + beat, level * (1.0 if beat % 2 == 0 else 0.8), (note,), 0.95)
     else:  # sustained notes, retriggered twice a bar
         part.add(b0, level, (note,), 1.9)
         part.add(b0 + 2.0, level * 0.9, (note,), 1.9)

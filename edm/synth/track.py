@@ -72,7 +72,7 @@ def synthesize_track(
     arrangement = plan_arrangement(seed, genre=genre, minutes=minutes,
                                    tempo_change=tempo_change, off_phrase=off_phrase)
     rng = np.random.default_rng(arrangement.timbre_seed)
-    timbre = draw_timbre(rng)
+    timbre = draw_timbre(rng, wobble=arrangement.genre.bass_style == "wobble")
     parts = write_score(arrangement, rng)
     rendered = render(arrangement, parts, timbre, rng)
     duration_s = len(rendered.audio) / SAMPLE_RATE
