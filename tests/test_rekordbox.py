@@ -294,8 +294,21 @@ def test_audio_root_remap_and_hash(tmp_path: Path) -> None:
     # Nothing exists for B: its path relative to the library's common folder is kept.
     assert second.track.path == str(root / "Techno" / "gone.wav")
     assert second.track.content_hash is None and library.audio_found == 1
-    unhashed = read_rekordbox_xml(_xml(tmp_path, tracks), audio_root=root, hash_audio=False)
+    unhashed = read_rekordbox_xml(_xml(tmp_path, tracks), audio_root=root, hash_audio=False,
+                                  tier=1)
     assert unhashed.tracks[0].track.content_hash is None
+    assert unhashed.tracks[0].metadata.tier == Tier.VERIFIED
+    assert unhashed.tracks[0].metadata.confidence == 1.0
+
+
+def test_audio_root_remaps_windows_paths(tmp_path: Path) -> None:
+    (tmp_path / "Music" / "Techno").mkdir(parents=True)
+    (tmp_path / "Music" / "Techno" / "Track 1.flac").write_bytes(b"fLaC")
+    track = ('<TRACK TrackID="1" Name="W" TotalTime="9" '
+             'Location="file://localhost/D:/DJ/Music/Techno/Track%201.flac"/>')
+    library = read_rekordbox_xml(_xml(tmp_path, track), audio_root=tmp_path)
+    assert library.tracks[0].track.path == str(tmp_path / "Music" / "Techno" / "Track 1.flac")
+    assert library.audio_found == 1
 
 
 def test_writer_output_is_rekordbox_shaped_and_round_trips(tmp_path: Path) -> None:
