@@ -27,6 +27,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from enum import IntEnum
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
@@ -81,7 +82,9 @@ class TempoSegment(_Model):
     start_s: float = Field(description="First beat of the segment, in seconds.")
     bpm: float = Field(gt=0, le=1000)
     beats_per_bar: int = Field(default=4, ge=1, le=16)
-    beat_in_bar: int = Field(default=1, ge=1, description="Beat number of the first beat; 1 = downbeat.")
+    beat_in_bar: int = Field(
+        default=1, ge=1, description="Beat number of the first beat; 1 = downbeat."
+    )
 
     @field_validator("start_s")
     @classmethod
@@ -193,7 +196,9 @@ class Metadata(_Model):
 
     tier: Tier = Tier.DJ_SOFTWARE
     confidence: float = Field(default=0.5, ge=0.0, le=1.0)
-    source: str = Field(default="manual", description="e.g. 'rekordbox-xml', 'edm-synth', 'edm-audit'.")
+    source: str = Field(
+        default="manual", description="e.g. 'rekordbox-xml', 'edm-synth', 'edm-audit'."
+    )
     version: int = Field(default=1, ge=1, description="Annotation version; audit fixes bump it.")
     provenance: dict[str, str] = Field(default_factory=dict)
 
@@ -207,7 +212,9 @@ class TrackAnnotation(_Model):
     cues: list[Cue] = Field(default_factory=list)
     sections: list[Section] = Field(default_factory=list)
     key: str | None = None
-    bpm: float | None = Field(default=None, gt=0, description="Average BPM as the source states it.")
+    bpm: float | None = Field(
+        default=None, gt=0, description="Average BPM as the source states it."
+    )
     energy_rating: float | None = Field(default=None, ge=0, le=10, description="Track rating 1-10.")
     metadata: Metadata = Field(default_factory=Metadata)
 
@@ -221,7 +228,7 @@ class TrackAnnotation(_Model):
     @field_validator("grid")
     @classmethod
     def _grid_increasing(cls, grid: list[TempoSegment]) -> list[TempoSegment]:
-        for previous, segment in zip(grid, grid[1:], strict=False):
+        for previous, segment in pairwise(grid):
             if segment.start_s <= previous.start_s:
                 raise ValueError(
                     f"tempo segments must start in increasing order: {segment.start_s} s "
@@ -232,7 +239,7 @@ class TrackAnnotation(_Model):
     @field_validator("sections")
     @classmethod
     def _sections_ordered(cls, sections: list[Section]) -> list[Section]:
-        for previous, section in zip(sections, sections[1:], strict=False):
+        for previous, section in pairwise(sections):
             if section.start_s < previous.end_s - 1e-6:
                 raise ValueError(
                     f"sections overlap: one starts at {section.start_s} s before the previous "
