@@ -93,7 +93,7 @@ usable, or nothing could be fitted, 2 usage error."""
     help="Also use store tracks without annotations (as Tier 3, for --pseudo-label).",
 )
 @click.option("--no-augment", is_flag=True, help="No time stretch, feature dropout or noise.")
-@click.option("--epochs", type=click.IntRange(min=1), default=40, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option(
     "--crop",
     "crop_s",

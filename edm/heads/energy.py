@@ -141,9 +141,9 @@ class EnergyHead:
 
     Parameters
     ----------
-    n_estimators : int, default=200
+    n_estimators : int, default=100
     max_depth : int, default=4
-    learning_rate : float, default=0.05
+    learning_rate : float, default=0.1
     seed : int, default=0
 
     Attributes
@@ -157,10 +157,10 @@ class EnergyHead:
 
     def __init__(
         self,
-        n_estimators: int = 200,
+        n_estimators: int = 100,
         *,
         max_depth: int = 4,
-        learning_rate: float = 0.05,
+        learning_rate: float = 0.1,
         seed: int = 0,
     ) -> None:
         self.n_estimators = n_estimators
@@ -184,7 +184,7 @@ class EnergyHead:
             max_depth=self.max_depth,
             learning_rate=self.learning_rate,
             subsample=0.8,
-            colsample_bytree=0.5,
+            colsample_bytree=0.3,
             random_state=self.seed,
             n_jobs=1,
         )

@@ -195,7 +195,7 @@ class EnergyFit:
     n_sections: int
 
 
-def fit_energy(tracks: Sequence[TrackData], *, folds: int = 5, seed: int = 0) -> EnergyFit:
+def fit_energy(tracks: Sequence[TrackData], *, folds: int = 3, seed: int = 0) -> EnergyFit:
     """Fit the energy head on every track's sections; MAE out-of-fold (grouped by track)."""
     rows = [(i, r) for i, t in enumerate(tracks) if (r := energy_rows(t)) is not None]
     if not rows:

@@ -79,9 +79,9 @@ class TrackData:
 class TrainConfig:
     """Everything that shapes one fit; stored in ``config.json`` next to the weights."""
 
-    epochs: int = 40
+    epochs: int = 20
     batch_size: int = 8
-    crop_s: float = 90.0
+    crop_s: float = 60.0
     learning_rate: float = 1e-2
     weight_decay: float = 1e-2
     beat_tolerance_s: float = 0.03
