@@ -522,7 +522,7 @@ def _phrase_cost(bars: int) -> float:
 
 
 def decode_boundaries(
-    activations: Activations, grid: BeatGrid, *, threshold: float = 0.3,
+    activations: Activations, grid: BeatGrid, *, threshold: float = 0.25,
     min_section_bars: int = 4, max_section_bars: int = 64,
 ) -> np.ndarray:
     """Section boundary times (s) on downbeats, excluding 0 and the track end.
@@ -541,6 +541,9 @@ def decode_boundaries(
     pooled = maximum_filter1d(np.asarray(activations.boundary, float), size=2 * half_beat + 1)
     idx = np.clip(np.round(downbeats * fps).astype(int), 0, len(pooled) - 1)
     evidence = pooled[idx]
+    # Heads fire where the audio stops; a "section" in the last two bars is the track's end.
+    end_s = activations.n_frames / fps
+    evidence[downbeats > end_s - 8 * grid.beat_period_s] = 0.0
     # Node j < n is downbeat j (node 0 = the track start, always chosen); node n = the end.
     n = len(downbeats)
     cost = np.array([_phrase_cost(bars) if bars else 0.0 for bars in range(max_section_bars + 1)])
@@ -661,7 +664,7 @@ def _section_labels(
 
 def decode_sections(
     activations: Activations, grid: BeatGrid, *, descriptors: dict[str, np.ndarray] | None = None,
-    duration_s: float | None = None, threshold: float = 0.3,
+    duration_s: float | None = None, threshold: float = 0.25,
 ) -> list[Section]:
     """Sections covering the track: boundaries on downbeats, labels, energy from descriptors.
 
