@@ -131,10 +131,13 @@ def test_cli_report_then_apply_accepted_rows(tmp_path):
     assert result.exit_code == 0 and json.loads(result.stdout)["findings"] == []
 
 
-def test_cli_accept_above_with_activations_and_plots(tmp_path, monkeypatch):
+def test_cli_accept_above_with_activations_and_plots(tmp_path):
+    from edm.heads.artifacts import OOF_FILE, save_oof
+
     folder, truths, noisy = _library(tmp_path)
-    acts = {t.track_id: activations_for(t) for t in truths}
-    monkeypatch.setattr("edm.audit.run.load_activations", lambda tracks, models, store: (acts, []))
+    # Out-of-fold probabilities as `edm fit-heads` stores them (simulated, not trained).
+    (tmp_path / "models").mkdir()
+    save_oof({t.track_id: activations_for(t) for t in truths}, tmp_path / "models" / OOF_FILE)
     out = tmp_path / "audit.csv"
     fixed_dir = tmp_path / "fixed"
     result = CliRunner().invoke(
@@ -144,7 +147,7 @@ def test_cli_accept_above_with_activations_and_plots(tmp_path, monkeypatch):
             "--annotations",
             str(folder),
             "--models",
-            str(tmp_path),
+            str(tmp_path / "models"),
             "--out",
             str(out),
             "--accept-above",
