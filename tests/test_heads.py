@@ -4,6 +4,7 @@ artifacts and the CLI, on toy embeddings with exact truth (tests/heads_toy.py)."
 from __future__ import annotations
 
 import json
+from dataclasses import replace as replace_config
 
 import numpy as np
 import pytest
@@ -346,3 +347,22 @@ def test_load_tracks_matches_by_content_hash(tmp_path):
         loaded.tracks, TrainConfig(epochs=1, crop_s=10.0, model=FAST), backbone_key="toy", folds=0
     )
     assert report.heads.energy is not None  # descriptor-derived energy targets
+
+
+def test_pseudo_label_student_trains_on_unlabeled_tracks():
+    from edm.heads.train import fit_pseudo_label
+
+    tracks, _ = toy_set(range(6), duration_s=20.0)
+    for track in tracks[4:]:
+        track.annotation = track.annotation.model_copy(
+            update={"grid": [], "cues": [], "metadata": Metadata(tier=Tier.UNLABELED)}
+        )
+    assert [t.labelled for t in tracks] == [True] * 4 + [False] * 2
+    config = TrainConfig(epochs=2, batch_size=4, crop_s=10.0, pseudo_label=True, model=FAST)
+    student = fit_pseudo_label(tracks, config)
+    teacher = fit_model(tracks[:4], replace_config(config, pseudo_label=False))
+    # The student saw 6 tracks per epoch (two batches), the teacher 4 (one batch).
+    assert len(student.losses) == len(teacher.losses) == 2
+    assert not np.array_equal(
+        student.predict(tracks[0].embeddings).beat, teacher.predict(tracks[0].embeddings).beat
+    )
