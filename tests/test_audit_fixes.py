@@ -19,6 +19,7 @@ from edm.audit.findings import Finding
 from edm.audit.run import audit_library
 from edm.audit.simulate import activations_for, plant, truth_track
 from edm.cli import main
+from edm.data.rekordbox import read_rekordbox_xml
 from edm.data.schema import (
     Tier,
     annotation_filename,
@@ -129,6 +130,20 @@ def test_cli_report_then_apply_accepted_rows(tmp_path):
         main, ["label-audit", "--annotations", str(folder), "--out", str(out), "--json"]
     )
     assert result.exit_code == 0 and json.loads(result.stdout)["findings"] == []
+    # The fix travels back to Rekordbox.
+    xml = tmp_path / "fixed.xml"
+    result = runner.invoke(
+        main, ["data", "export", str(folder), "--format", "rekordbox", "--out", str(xml)]
+    )
+    assert result.exit_code == 0, result.output
+    back = next(
+        t
+        for t in read_rekordbox_xml(xml, hash_audio=False).tracks
+        if t.track.path and t.track.path.endswith(noisy.track.path)
+    )
+    assert [c.start_s for c in back.cues] == pytest.approx(
+        [c.start_s for c in truths[0].cues], abs=1e-3
+    )
 
 
 def test_cli_accept_above_with_activations_and_plots(tmp_path):
