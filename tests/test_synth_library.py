@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from edm.cli import main
 from edm.data.jams_io import load_truth
 from edm.data.rekordbox import read_rekordbox_xml
 from edm.data.schema import Section, TempoSegment, TrackAnnotation, TrackIdentity, beat_grid
-from edm.synth import ERROR_KINDS, dj_labels, make_library
+from edm.synth import ERROR_KINDS, SynthError, dj_labels, make_library
 from edm.synth.library import CSV_COLUMNS
 
 
@@ -53,6 +54,14 @@ def test_layout_and_truth_round_trip(clean_library: Path) -> None:
         assert truth.sections and all(s.energy is not None for s in truth.sections)
         decoded = load_audio(path, 44100)
         assert len(decoded) / 44100 == pytest.approx(truth.track.duration_s, abs=1e-3)
+
+
+def test_mp3_decodes_to_the_truth_length(noisy_library: Path) -> None:
+    """LAME's encoder delay and padding are trimmed on decode, so truth times still hold."""
+    for path in sorted((noisy_library / "audio").glob("*.mp3")):
+        truth = _truth_for(noisy_library, path.name)
+        assert len(load_audio(path, 44100)) / 44100 == pytest.approx(truth.track.duration_s,
+                                                                     abs=1e-3)
 
 
 def test_same_library_whatever_the_workers(clean_library: Path, tmp_path: Path) -> None:
@@ -148,6 +157,19 @@ def test_cli_writes_library_that_imports_and_validates(tmp_path: Path) -> None:
     result = runner.invoke(main, ["data", "validate", str(tmp_path / "ann")])
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "ann").glob("*.yaml"))) == 2
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"noise": "loud"}, "unknown noise level 'loud'"),
+    ({"audio_format": "ogg"}, "unknown format 'ogg'"),
+    ({"genres": ["house", "polka"]}, "unknown genre(s) polka"),
+    ({"tracks": 0}, "need tracks >= 1"),
+])
+def test_bad_library_parameters_are_named(tmp_path: Path, options: dict, message: str) -> None:
+    arguments = {"tracks": 1, "seed": 0, **options}
+    with pytest.raises(SynthError, match=re.escape(message)):
+        make_library(tmp_path, **arguments)
+    assert not (tmp_path / "audio").exists()  # nothing written before the check
 
 
 def test_cli_rejects_unknown_genre(tmp_path: Path) -> None:
