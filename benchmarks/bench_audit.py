@@ -69,7 +69,12 @@ def score(findings: list[Finding], injected: list[dict]) -> dict:
 
     grid = [h for f, h in zip(findings, hits, strict=True) if f.kind in GRID_KINDS]
     cue = [h for f, h in zip(findings, hits, strict=True) if f.kind in CUE_KINDS]
-    out: dict = {"findings": len(findings), "injected": len(injected)}
+    out: dict = {
+        "findings": len(findings),
+        "injected": len(injected),
+        "grid findings": len(grid),
+        "cue findings": len(cue),
+    }
     for k in (20, 50, 100):
         out[f"P@{k}"] = precision(hits, k)
         out[f"P@{k} exact kind"] = precision(exact, k)
@@ -128,7 +133,9 @@ def print_scores(label: str, result: dict, seconds: float) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result.items():
-        if key.startswith(("P@", "grid P@", "cue P@")):
+        if key.endswith("findings") and key != "findings":
+            table.add_row(key, str(value))
+        elif key.startswith(("P@", "grid P@", "cue P@")):
             table.add_row(key, f"{value:.3f}")
     for kind, (value, n) in result["recall"].items():
         table.add_row(f"recall {kind}", f"{value:.3f} (n={n})")
