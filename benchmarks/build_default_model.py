@@ -42,11 +42,12 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int, se
     from edm.synth import make_library
 
     started = time.perf_counter()
-    library = data / "train"
+    # One folder per (seed, size): a rerun with other settings never reuses a smaller library.
+    library = data / f"train-seed{seed}-{tracks}x{minutes:g}min"
     if not (library / "truth").is_dir():
         make_library(library, tracks=tracks, seed=seed, minutes=minutes, noise="none")
     audio = sorted((library / "audio").glob("*.wav"))[:tracks]
-    store_path = data / "store.zarr"
+    store_path = data / f"store-seed{seed}-{tracks}x{minutes:g}min.zarr"
     embed_library([str(p) for p in audio], store_path, "spectral")
     annotations = []
     for path in audio:
@@ -62,8 +63,8 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int, se
     report = fit_heads(
         loaded.tracks, config, backbone_key="spectral", backbone_name="spectral", folds=0,
         provenance={"built_by": "benchmarks/build_default_model.py",
-                    "data": f"edm synth: {tracks} tracks x {minutes:g} min, seed {seed}, "
-                            "noise none (tier-1 truth)"},
+                    "data": f"edm synth: {len(loaded.tracks)} tracks x {minutes:g} min, "
+                            f"seed {seed}, noise none (tier-1 truth)", "epochs": str(epochs)},
     )
     if out.exists():
         shutil.rmtree(out)

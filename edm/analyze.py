@@ -178,7 +178,7 @@ def analyze(
     except DecodeError as error:
         raise AnalyzeError(f"{path}: {error}") from error
     return Analysis(
-        path=str(Path(path).resolve()), duration_s=round(embedded.duration_s, 3), grid=grid,
+        path=str(Path(path).resolve()), duration_s=round(embedded.duration_s, 4), grid=grid,
         sections=sections, model=model.name, backbone=model.backbone_key,
         content_hash=embedded.content_hash, elapsed_s=time.perf_counter() - started, base=base,
         extra={"envelope": envelope(embedded.descriptors, embedded.frames_per_second)},

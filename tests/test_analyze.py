@@ -1,0 +1,168 @@
+"""``edm analyze`` end to end with the shipped default model, on short synth tracks."""
+
+from __future__ import annotations
+
+import json
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edm.analysis import write_rekordbox
+from edm.analyze import AnalyzeError, analyze, load_model
+from edm.audio import write_audio
+from edm.cli import main
+from edm.data.rekordbox import read_rekordbox_xml, write_rekordbox_xml
+from edm.data.schema import Cue
+from edm.evaluate import evaluate_track
+from edm.synth import synthesize_track
+
+SR = 44100
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model()
+
+
+@pytest.fixture(scope="module")
+def tracks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """Two 1-minute synth tracks (different genres/tempi) with their truth."""
+    folder = tmp_path_factory.mktemp("audio")
+    out = {}
+    for seed, genre in ((11, "house"), (12, "techno")):
+        track = synthesize_track(seed, genre=genre, minutes=1.0, tempo_change=False)
+        path = write_audio(folder / f"{genre}.wav", track.audio, SR)
+        out[genre] = (path, track.truth)
+    return out
+
+
+def test_default_model_finds_grid_and_sections(model, tracks) -> None:
+    for path, truth in tracks.values():
+        analysis = analyze(path, model)
+        scores = evaluate_track(truth, analysis.to_annotation())
+        assert analysis.bpm == pytest.approx(truth.grid[0].bpm, rel=0.01), path
+        assert scores["beat_f"] > 0.9, (path, scores)
+        assert scores["boundary_f_3s"] > 0.5, (path, scores)
+        assert analysis.sections[0].start_s == 0.0
+        assert analysis.sections[-1].end_s == pytest.approx(analysis.duration_s)
+        assert analysis.model.startswith("default")
+
+
+def _bad_inputs(folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    bad = {}
+    bad["not_audio"] = folder / "notes.mp3"
+    bad["not_audio"].write_text("this is not an mp3")
+    bad["silence"] = write_audio(folder / "silence.wav", np.zeros((SR * 20, 2), np.float32), SR)
+    clip = synthesize_track(3, genre="house", minutes=0.3).audio[: SR * 5]
+    bad["short"] = write_audio(folder / "short.wav", clip, SR)
+    bad["corrupt"] = folder / "corrupt.flac"
+    bad["corrupt"].write_bytes(b"fLaC" + bytes(range(256)) * 8)
+    return bad
+
+
+def test_bad_inputs_fail_one_by_one_and_the_rest_is_analysed(tmp_path: Path, tracks) -> None:
+    folder = tmp_path / "mixed"
+    _bad_inputs(folder)
+    good_path, _ = tracks["house"]
+    track = synthesize_track(11, genre="house", minutes=1.0, tempo_change=False)
+    # 48 kHz mono and 8-bit PCM are unusual but valid: they must be analysed.
+    mono = track.audio.mean(axis=1)
+    import soxr
+
+    write_audio(folder / "mono48k.wav", soxr.resample(mono, SR, 48000)[:, None], 48000)
+    with wave.open(str(folder / "eight_bit.wav"), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(1)
+        handle.setframerate(SR)
+        handle.writeframes(((mono * 0.9 + 1) * 127.5).astype(np.uint8).tobytes())
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["analyze", str(folder), "--out", str(out), "--json"])
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    analysed = {Path(a["path"]).name for a in data["analyses"]}
+    assert analysed == {"mono48k.wav", "eight_bit.wav"}
+    for analysis in data["analyses"]:
+        assert analysis["bpm"] == pytest.approx(track.truth.grid[0].bpm, rel=0.01)
+    problems = "\n".join(data["problems"])
+    for name in ("notes.mp3", "silence.wav", "short.wav", "corrupt.flac"):
+        assert name in problems
+    assert "silent" in problems and "too short" in problems
+    assert sorted(p.name for p in out.iterdir()) == ["eight_bit.json", "mono48k.json"]
+    assert good_path.exists()
+
+
+def test_missing_model_folder_is_a_clear_error(tmp_path: Path, tracks) -> None:
+    path, _ = tracks["house"]
+    result = CliRunner().invoke(main, ["analyze", str(path), "--models", str(tmp_path / "nope")])
+    assert result.exit_code == 1
+    assert "model folder not found" in result.output
+    with pytest.raises(AnalyzeError, match="no such file"):
+        analyze(tmp_path / "missing.wav", load_model())
+
+
+def test_rekordbox_round_trip_keeps_user_cues(tmp_path: Path, model, tracks) -> None:
+    path, truth = tracks["techno"]
+    user_cue = Cue(start_s=12.345, kind="hot", slot=2, name="my vocal")
+    user = truth.model_copy(update={"cues": [user_cue], "grid": truth.grid[:1]})
+    source = write_rekordbox_xml([user.model_copy(update={
+        "track": user.track.model_copy(update={"path": str(path)})})], tmp_path / "lib.xml")
+    out = tmp_path / "analysed.xml"
+    result = CliRunner().invoke(main, ["analyze", str(source), "--format", "rekordbox",
+                                       "--out", str(out), "--plot"])
+    assert result.exit_code == 0, result.output
+    back = read_rekordbox_xml(out, hash_audio=False).tracks
+    assert len(back) == 1
+    names = [c.name for c in back[0].cues]
+    assert "my vocal" in names  # the user's hot cue survives
+    memory = [c for c in back[0].cues if c.kind == "memory"]
+    assert len(memory) >= 3 and memory[0].start_s == 0.0
+    assert back[0].grid[0].bpm == pytest.approx(truth.grid[0].bpm, rel=0.01)
+    png = tmp_path / "techno.png"
+    assert png.is_file() and png.stat().st_size > 20_000
+
+    analysis = analyze(path, model)
+    replaced = write_rekordbox([analysis], tmp_path / "replaced.xml", replace_cues=True,
+                               base=source)
+    back = read_rekordbox_xml(replaced, hash_audio=False).tracks[0]
+    assert "my vocal" not in [c.name for c in back.cues]
+
+
+def test_json_and_jams_outputs_evaluate_as_predictions(tmp_path: Path, tracks) -> None:
+    from edm.data.jams_io import save_jams
+
+    path, truth = tracks["house"]
+    truth_dir = tmp_path / "truth"
+    save_jams(truth, truth_dir / "house.jams")
+    for fmt in ("json", "jams"):
+        out = tmp_path / fmt
+        result = CliRunner().invoke(main, ["analyze", str(path), "--format", fmt,
+                                           "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert "default" in result.output  # the model is named with the result
+        scored = CliRunner().invoke(main, ["evaluate", "--truth", str(truth_dir), "--pred",
+                                           str(out), "--json"])
+        assert scored.exit_code == 0, scored.output
+        mean = json.loads(scored.stdout)["reports"][0]["mean"]
+        assert mean["beat_f"] > 0.9
+
+
+def test_store_embeddings_are_used_and_match_on_the_fly(tmp_path: Path, model, tracks) -> None:
+    from edm.analyze import embed
+    from edm.store import EmbeddingStore
+    from edm.store.embed import embed_library
+
+    path, _ = tracks["house"]
+    embed_library([str(path)], tmp_path / "store.zarr", "spectral")
+    store = EmbeddingStore(tmp_path / "store.zarr")
+    stored = embed(path, model, store=store)
+    fresh = embed(path, model)
+    assert stored.from_store and not fresh.from_store
+    assert stored.embeddings.shape == fresh.embeddings.shape
+    # float16 storage: same features to ~1e-2 relative.
+    np.testing.assert_allclose(stored.embeddings, fresh.embeddings, rtol=2e-2, atol=2e-2)
+    assert analyze(path, model, store=store).bpm == pytest.approx(analyze(path, model).bpm,
+                                                                   abs=0.01)
