@@ -52,8 +52,14 @@ def info(store_path: Path, list_tracks: bool, as_json: bool) -> None:
     minutes = summary["total_duration_s"] / 60
     console.print(f"[bold]{summary['path']}[/]: {summary['tracks']} tracks, {minutes:.1f} min of "
                   f"audio, {summary['bytes'] / 1e6:.1f} MB")
-    table = Table("backbone", "tracks", "fps", "dim", "layers", "checkpoint", "MB",
-                  "MB/track-min")
+    table = Table()
+    # Keys and checkpoints are what people copy into other commands: wrap, never truncate.
+    table.add_column("backbone", overflow="fold")
+    for name in ("tracks", "fps", "dim", "layers"):
+        table.add_column(name, justify="right" if name != "layers" else "left")
+    table.add_column("checkpoint", overflow="fold")
+    table.add_column("MB", justify="right")
+    table.add_column("MB/track-min", justify="right", min_width=7)
     for key, entry in summary["backbones"].items():
         table.add_row(key, str(entry["tracks"]), f"{entry['frames_per_second']:g}",
                       str(entry["dim"]), str(entry["layers"] or "-"),
