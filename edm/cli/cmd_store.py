@@ -59,7 +59,7 @@ def info(store_path: Path, list_tracks: bool, as_json: bool) -> None:
         table.add_column(name, justify="right" if name != "layers" else "left")
     table.add_column("checkpoint", overflow="fold")
     table.add_column("MB", justify="right")
-    table.add_column("MB/track-min", justify="right", min_width=7)
+    table.add_column("MB/min", justify="right")
     for key, entry in summary["backbones"].items():
         table.add_row(key, str(entry["tracks"]), f"{entry['frames_per_second']:g}",
                       str(entry["dim"]), str(entry["layers"] or "-"),
