@@ -386,13 +386,14 @@ def embed_library(
         if callback is not None:
             callback(result, len(summary.results), total)
 
-    if bar is not None:
-        bar.start()
-    for problem in problems:
-        record(problem)
     if workers is None:
         workers = os.cpu_count() or 1
+    workers = min(workers, len(files))  # no idle processes to start for a short list
+    if bar is not None:
+        bar.start()
     try:
+        for problem in problems:
+            record(problem)
         if workers <= 0:
             _run_inline(files, job_kwargs, model, record)
         else:
