@@ -160,3 +160,35 @@ def test_spectral_shares_its_stft_with_the_descriptors() -> None:
     assert set(descriptors) == set(expected)
     for name, values in expected.items():
         np.testing.assert_allclose(descriptors[name], values, rtol=1e-6)
+
+
+def test_mert_hub_style_config_loads_without_remote_code_and_misfits_fail(
+    tiny_mert: Path, tmp_path: Path
+) -> None:
+    """MERT-v1's hub config names model_type 'mert_model' and remote code; HubertModel loads
+    it as is. Weights that do not cover the model are an error, not random layers."""
+    import json
+    import shutil
+
+    from edm.backbones.mert import BackboneError, MertBackbone
+
+    hub_like = Path(shutil.copytree(tiny_mert, tmp_path / "MERT-v1-95M"))
+    config = json.loads((hub_like / "config.json").read_text())
+    config.update({"model_type": "mert_model", "architectures": ["MERTModel"],
+                   "auto_map": {"AutoModel": "modeling_MERT.MERTModel"},
+                   "feature_extractor_cqt": False, "deepnorm": False, "attention_relax": -1.0})
+    (hub_like / "config.json").write_text(json.dumps(config))
+    backbone = MertBackbone(hub_like, layers="2")
+    assert backbone.key == "mert-MERT-v1-95M-l2"  # same key as the hub id m-a-p/MERT-v1-95M
+    reference = MertBackbone(tiny_mert, layers="2")
+    audio = (0.1 * np.random.default_rng(2).standard_normal(24000 * 2)).astype(np.float32)
+    np.testing.assert_array_equal(backbone.embed(audio), reference.embed(audio))
+
+    config["num_hidden_layers"] = 3  # a layer the saved weights do not have
+    (hub_like / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BackboneError, match="weights do not fit HubertModel; missing"):
+        MertBackbone(hub_like)
+    config.update({"num_hidden_layers": 2, "feature_extractor_cqt": True})
+    (hub_like / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BackboneError, match="CQT branch"):
+        MertBackbone(hub_like)

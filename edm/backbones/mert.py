@@ -116,7 +116,7 @@ class MertBackbone:
             except OSError as download_error:
                 raise BackboneError(_offline_hint(self.model_id)) from download_error
         if loading.get("missing_keys"):
-            missing = loading["missing_keys"]
+            missing = sorted(loading["missing_keys"])
             raise BackboneError(f"{self.model_id}: weights do not fit HubertModel; missing "
                                 f"{len(missing)} tensors such as {missing[0]!r}")
         if getattr(config, "feature_extractor_cqt", False):
