@@ -7,7 +7,8 @@ weight-free ``spectral`` one, and the seeds are fixed. Steps:
 1. ``make_library(DATA/train, tracks=N, seed=SEED)`` — audio + JAMS truth (no label noise).
 2. ``embed_library`` into ``DATA/store.zarr`` with the spectral backbone.
 3. ``fit_heads`` on the truth (no k-fold: the default model needs no out-of-fold activations).
-4. Save to ``edm/default_model/`` (``config.json`` + ``heads.safetensors`` + energy head);
+4. Save to ``edm/default_model/`` (``config.json`` + ``heads.safetensors``; the XGBoost
+   energy head only with ``--keep-energy``, since analysis takes energy from descriptors);
    ``metrics.json`` records the fit, and ``provenance`` says how it was made.
 
 Usage::
@@ -32,7 +33,7 @@ TRAIN_SEED = 1
 
 
 def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int, seed: int,
-          channels: int | None) -> dict:
+          channels: int | None, keep_energy: bool = False) -> dict:
     from edm.audio import content_hash
     from edm.data.jams_io import load_truth
     from edm.heads.fit import fit_heads, load_tracks
@@ -68,7 +69,12 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int, se
     )
     if out.exists():
         shutil.rmtree(out)
-    report.heads.save(out, metrics=report.metrics)
+    heads = report.heads
+    if not keep_energy:
+        # edm analyze computes section energy from the audio descriptors; the XGBoost energy
+        # head would add 1 MB and half a second of xgboost import to every run.
+        heads.energy = None
+    heads.save(out, metrics=report.metrics)
     size = sum(f.stat().st_size for f in out.iterdir())
     return {"out": str(out), "tracks": len(loaded.tracks), "bytes": size,
             "seconds": round(time.perf_counter() - started, 1), "metrics": report.metrics}
@@ -83,9 +89,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=TRAIN_SEED)
     parser.add_argument("--channels", type=int, default=None, help="TCN width (default: heads')")
+    parser.add_argument("--keep-energy", action="store_true",
+                        help="also ship the XGBoost energy head (edm analyze does not use it)")
     args = parser.parse_args()
     summary = build(args.data, args.out, tracks=args.tracks, minutes=args.minutes,
-                    epochs=args.epochs, seed=args.seed, channels=args.channels)
+                    epochs=args.epochs, seed=args.seed, channels=args.channels,
+                    keep_energy=args.keep_energy)
     print(json.dumps(summary, indent=2, default=str))
 
 

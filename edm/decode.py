@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, map_coordinates, maximum_filter1d, spline_filter1d
-from scipy.signal import find_peaks
 
 from edm.data.schema import EnergyData, Section, TempoSegment, beat_grid
 from edm.heads.activations import Activations
@@ -90,12 +89,43 @@ class BeatGrid:
 # Grid scoring
 
 
+def find_peaks(x: np.ndarray, *, height: float | None = None, distance: int = 1) -> np.ndarray:
+    """Indices of local maxima at least ``height`` high and ``distance`` frames apart (the
+    higher peak wins), like ``scipy.signal.find_peaks``; numpy only, because importing
+    ``scipy.signal`` pulls in ``scipy.stats`` and costs more than decoding a whole track.
+
+    >>> find_peaks(np.array([0, 2, 1, 3, 0, 1, 0.5]), height=1.0, distance=2).tolist()
+    [1, 3, 5]
+    >>> find_peaks(np.array([0, 2, 1, 3, 0]), distance=3).tolist()
+    [3]
+    """
+    x = np.asarray(x, dtype=float)
+    if len(x) < 3:
+        return np.zeros(0, dtype=int)
+    # Plateaus count once, at their first sample (rising edge then non-rising).
+    candidates = np.flatnonzero((x[1:-1] > x[:-2]) & (x[1:-1] >= x[2:])) + 1
+    if height is not None:
+        candidates = candidates[x[candidates] >= height]
+    if distance <= 1 or len(candidates) < 2:
+        return candidates
+    keep = np.ones(len(candidates), dtype=bool)
+    for i in np.argsort(-x[candidates], kind="stable"):
+        if not keep[i]:
+            continue
+        # Suppress lower neighbours within ``distance`` of this peak.
+        lo = np.searchsorted(candidates, candidates[i] - distance + 1)
+        hi = np.searchsorted(candidates, candidates[i] + distance - 1, side="right")
+        keep[lo:i] = False
+        keep[i + 1 : hi] = False
+    return candidates[keep]
+
+
 def _peaks(activation: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
     """Peak frames and heights of an activation (peaks at least 1/4 beat at 240 BPM apart)."""
     if activation.max(initial=0.0) <= 0:
         return np.zeros(0, dtype=int), np.zeros(0)
     height = 0.2 * float(activation.max())
-    frames, props = find_peaks(activation, height=height, distance=max(1, int(0.0625 * fps)))
+    frames = find_peaks(activation, height=height, distance=max(1, int(0.0625 * fps)))
     # Parabolic interpolation puts each peak between frames: the grid fit then reaches
     # sub-frame accuracy instead of inheriting a half-frame rounding bias.
     inner = (frames > 0) & (frames < len(activation) - 1)
@@ -106,7 +136,7 @@ def _peaks(activation: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
     shift = np.where(denom < 0, 0.5 * (a - c) / np.where(denom < 0, denom, -1.0), 0.0)
     positions = frames.astype(float)
     positions[inner] += np.clip(shift, -0.5, 0.5)
-    return positions, props["peak_heights"]
+    return positions, activation[frames]
 
 
 def _grid_fit(
@@ -189,7 +219,7 @@ def _autocorr_periods(activation: np.ndarray, fps: float, n: int = 4) -> list[fl
     hi = min(len(ac) - 2, int(np.ceil(60.0 * fps / _SEARCH_MIN_BPM)))
     if hi <= lo:
         return []
-    lags, _ = find_peaks(ac[lo : hi + 1])
+    lags = find_peaks(ac[lo : hi + 1])
     lags = lags + lo
     lags = lags[np.argsort(ac[lags])[::-1][:n]]
     periods = []
@@ -614,7 +644,7 @@ def section_energy(
         from scipy.ndimage import median_filter
 
         detail = onset - median_filter(onset, size=max(3, int(frames_per_second)) | 1)
-        onset_frames, _ = find_peaks(detail, height=0.5 * float(np.std(detail)),
+        onset_frames = find_peaks(detail, height=0.5 * float(np.std(detail)),
                                      distance=max(1, int(0.05 * frames_per_second)))
     onset_times = onset_frames / frames_per_second
     rms = descriptors.get("rms")
