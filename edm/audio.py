@@ -65,6 +65,8 @@ _PYAV_WRITE = {
     ".aac": ("adts", "aac"),
 }
 
+#: Encoder delay of AAC-LC (FFmpeg, FDK, Nero); MP4 files declare it, raw ADTS files do not.
+_AAC_PRIMING_SAMPLES = 1024
 #: Seconds of audio decoded per block when streaming.
 BLOCK_S = 10.0
 _HASH_CHUNK = 1 << 20
@@ -188,7 +190,9 @@ def _pyav_blocks(path: Path) -> Iterator[tuple[np.ndarray, int]]:
         stream = container.streams.audio[0]
         stream.thread_type = "AUTO"
         # FFmpeg applies the skip-samples side data (MP3 LAME tag, MP4 edit list) while
-        # decoding, so frames already start after the encoder delay.
+        # decoding, so frames already start after the encoder delay. Raw ADTS .aac carries no
+        # such data: drop the 1024 priming samples every AAC-LC encoder emits (else +23 ms).
+        to_skip = _AAC_PRIMING_SAMPLES if container.format.name == "aac" else 0
         for frame in container.decode(stream):
             samples = frame.to_ndarray()
             if not frame.format.is_planar:
@@ -196,7 +200,11 @@ def _pyav_blocks(path: Path) -> Iterator[tuple[np.ndarray, int]]:
             mono = samples.mean(axis=0, dtype=np.float32)
             if frame.format.name.startswith(("s16", "s32", "u8")):
                 mono /= float(np.iinfo(samples.dtype).max) + 1.0
-            yield mono, int(frame.sample_rate)
+            if to_skip:
+                dropped = min(to_skip, len(mono))
+                mono, to_skip = mono[dropped:], to_skip - dropped
+            if len(mono):
+                yield mono, int(frame.sample_rate)
 
 
 def _decoded_blocks(path: Path, block_frames_hint: int) -> Iterator[tuple[np.ndarray, int]]:

@@ -35,7 +35,7 @@ def first_click_s(audio: np.ndarray, sample_rate: int) -> float:
     return peak / sample_rate
 
 
-@pytest.mark.parametrize("extension", [".flac", ".mp3", ".ogg", ".aiff", ".m4a"])
+@pytest.mark.parametrize("extension", [".flac", ".mp3", ".ogg", ".aiff", ".m4a", ".aac"])
 def test_first_click_lands_within_2ms_of_wav(tmp_path: Path, extension: str) -> None:
     audio = click_track()
     reference = load_audio(write_audio(tmp_path / "click.wav", audio, SR), 22050)
