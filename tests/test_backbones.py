@@ -192,3 +192,17 @@ def test_mert_hub_style_config_loads_without_remote_code_and_misfits_fail(
     (hub_like / "config.json").write_text(json.dumps(config))
     with pytest.raises(BackboneError, match="CQT branch"):
         MertBackbone(hub_like)
+
+
+def test_mert_batches_windows_across_tracks(tiny_mert: Path) -> None:
+    from edm.backbones.mert import MertBackbone
+
+    backbone = MertBackbone(tiny_mert, layers=[1], window_s=1.0, context_s=0.25, batch_size=3)
+    rng = np.random.default_rng(4)
+    # Two long tracks share 1.5 s windows; the short one is one window of its own length.
+    audios = [(0.1 * rng.standard_normal(int(24000 * seconds))).astype(np.float32)
+              for seconds in (3.3, 0.8, 2.1)]
+    together = backbone.embed_many(audios)
+    for audio, features in zip(audios, together, strict=True):
+        np.testing.assert_allclose(features, backbone.embed(audio), atol=1e-4)
+        assert features.shape == (1 + len(audio) // 320, 32)

@@ -160,7 +160,8 @@ def test_mert_and_spectral_side_by_side(library: tuple[Path, list[Path]], tmp_pa
     store_path = tmp_path / "store.zarr"
     assert embed_library(good[:2], store_path, workers=0).exit_code == 0
     summary = embed_library(good[:2], store_path, "mert", workers=1, backbone_options={
-        "model": str(model), "layers": [1], "device": "cpu", "window_s": 3.0, "context_s": 1.0})
+        "model": str(model), "layers": [1], "device": "cpu", "window_s": 3.0, "context_s": 1.0,
+        "batch_tracks": 2})  # both tracks' windows share model batches
     assert summary.exit_code == 0 and len(summary.embedded) == 2
     store = EmbeddingStore(store_path)
     track_id = content_hash(good[0])
@@ -171,6 +172,13 @@ def test_mert_and_spectral_side_by_side(library: tuple[Path, list[Path]], tmp_pa
     assert info.checkpoint == str(model)
     assert len(store.descriptors(track_id, "mert-MERT-tiny-l1")["rms"]) == info.n_frames
     assert store.embeddings(track_id, "mert-MERT-tiny-l1").shape == (info.n_frames, 32)
+    from edm.audio import load_audio
+    from edm.backbones.mert import MertBackbone
+
+    alone = MertBackbone(model, layers=[1], window_s=3.0, context_s=1.0).embed(
+        load_audio(good[0], 24000))
+    np.testing.assert_allclose(store.embeddings(track_id, "mert-MERT-tiny-l1"), alone,
+                               atol=2e-3 * np.abs(alone).max())  # float16 storage
 
 
 def test_cli_embed_json_exit_code_and_store_info(

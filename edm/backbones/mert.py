@@ -24,6 +24,7 @@ Several layers are averaged. ``project_dim`` applies a fixed random orthogonal p
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Sequence
@@ -88,7 +89,7 @@ class MertBackbone:
     def __init__(self, model: str | Path = DEFAULT_MODEL, *,
                  layers: str | Sequence[int] | None = None, device: str = "auto",
                  project_dim: int | None = None, window_s: float = 30.0, context_s: float = 2.5,
-                 batch_size: int | None = None) -> None:
+                 batch_size: int | None = None, batch_tracks: int | None = None) -> None:
         import torch
         from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
 
@@ -152,6 +153,8 @@ class MertBackbone:
         self.context_frames = max(0, round(context_s * self.frames_per_second))
         self.window_s, self.context_s = window_s, context_s
         self.batch_size = batch_size or (16 if self.device.startswith("cuda") else 2)
+        #: Tracks the embed job hands to :meth:`embed_many` at once (only a GPU gains).
+        self.batch_tracks = batch_tracks or (4 if self.device.startswith("cuda") else 1)
         self.commit = getattr(config, "_commit_hash", None)
 
     @property
@@ -191,37 +194,55 @@ class MertBackbone:
 
     def embed(self, audio: np.ndarray) -> np.ndarray:
         """``(1 + len(audio) // hop, dim)`` float32 for mono float32 audio at ``sample_rate``."""
+        return self.embed_many([audio])[0]
+
+    def embed_many(self, audios: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`embed` for several tracks, their windows pooled into shared batches (a GPU
+        gets full batches even from short tracks). Results equal one-by-one embedding."""
+        half = self.receptive_field // 2
+        padded: list[np.ndarray] = []
+        outs: list[np.ndarray] = []
+        windows: list[tuple[int, int, int, int, int]] = []  # span, track, start, core lo, hi
+        for index, audio in enumerate(audios):
+            audio = np.asarray(audio, dtype=np.float32)
+            n_frames = 1 + len(audio) // self.hop
+            length = (n_frames - 1) * self.hop + self.receptive_field
+            track = np.zeros(length, dtype=np.float32)
+            track[half:half + len(audio)] = audio[:length - half]
+            padded.append(track)
+            outs.append(np.empty((n_frames, self.dim), dtype=np.float32))
+            span = min(n_frames, self.window_frames + 2 * self.context_frames)
+            windows.extend((span, index, *window) for window in self._windows(n_frames))
+        windows.sort(key=lambda window: window[0])  # a batch needs one length: group by span
+        for span, group in itertools.groupby(windows, key=lambda window: window[0]):
+            same_span = list(group)
+            samples = (span - 1) * self.hop + self.receptive_field
+            for first in range(0, len(same_span), self.batch_size):
+                batch = same_span[first:first + self.batch_size]
+                features = self._forward(np.stack([
+                    padded[index][start * self.hop:start * self.hop + samples]
+                    for _, index, start, _, _ in batch]))
+                if features.shape[1] != span:
+                    raise BackboneError(f"{self.model_id}: {samples} samples gave "
+                                        f"{features.shape[1]} frames, expected {span}")
+                for row, (_, index, start, core_lo, core_hi) in enumerate(batch):
+                    block = features[row, core_lo - start:core_hi - start]
+                    outs[index][core_lo:core_hi] = (block if self.projection is None
+                                                    else block @ self.projection)
+        return outs
+
+    def _forward(self, inputs: np.ndarray) -> np.ndarray:
+        """Chosen hidden layers (averaged) for a batch of equal-length windows."""
         import torch
 
-        audio = np.asarray(audio, dtype=np.float32)
-        n_frames = 1 + len(audio) // self.hop
-        half = self.receptive_field // 2
-        padded_length = (n_frames - 1) * self.hop + self.receptive_field
-        padded = np.zeros(padded_length, dtype=np.float32)
-        padded[half:half + len(audio)] = audio[:padded_length - half]
-        windows = self._windows(n_frames)
-        span = min(n_frames, self.window_frames + 2 * self.context_frames)
-        samples = (span - 1) * self.hop + self.receptive_field
-        out = np.empty((n_frames, self.dim), dtype=np.float32)
-        for first in range(0, len(windows), self.batch_size):
-            batch = windows[first:first + self.batch_size]
-            inputs = np.stack([padded[start * self.hop:start * self.hop + samples]
-                               for start, _, _ in batch])
-            if self.normalize:  # what Wav2Vec2FeatureExtractor does, per window
-                inputs = (inputs - inputs.mean(axis=1, keepdims=True)) / np.sqrt(
-                    inputs.var(axis=1, keepdims=True) + 1e-7)
-            with torch.inference_mode():
-                tensor = torch.from_numpy(inputs).to(self.device, dtype=self.dtype)
-                hidden = self.network(tensor, output_hidden_states=True).hidden_states
-                chosen = torch.stack([hidden[layer] for layer in self.layers]).float().mean(0)
-            features = chosen.cpu().numpy()
-            if features.shape[1] != span:
-                raise BackboneError(f"{self.model_id}: {samples} samples gave "
-                                    f"{features.shape[1]} frames, expected {span}")
-            for row, (start, core_lo, core_hi) in enumerate(batch):
-                block = features[row, core_lo - start:core_hi - start]
-                out[core_lo:core_hi] = block if self.projection is None else block @ self.projection
-        return out
+        if self.normalize:  # what Wav2Vec2FeatureExtractor does, per window
+            inputs = (inputs - inputs.mean(axis=1, keepdims=True)) / np.sqrt(
+                inputs.var(axis=1, keepdims=True) + 1e-7)
+        with torch.inference_mode():
+            tensor = torch.from_numpy(inputs).to(self.device, dtype=self.dtype)
+            hidden = self.network(tensor, output_hidden_states=True).hidden_states
+            chosen = torch.stack([hidden[layer] for layer in self.layers]).float().mean(0)
+        return chosen.cpu().numpy()
 
 
 def random_projection(in_dim: int, out_dim: int, seed: int = PROJECTION_SEED) -> np.ndarray:

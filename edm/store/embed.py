@@ -260,6 +260,26 @@ class TrackJob:
             return TrackResult(decoded.path, "failed", decoded.track_id,
                                reason=f"{decoded.path}: {error}")
 
+    def embed_batch(self, batch: list[Decoded], backbone: Backbone
+                    ) -> list[tuple[np.ndarray, dict[str, np.ndarray]] | TrackResult]:
+        """:meth:`embed` for several tracks, through ``backbone.embed_many`` when it has one
+        (windows of several tracks share model batches)."""
+        embed_many = getattr(backbone, "embed_many", None)
+        if embed_many is None or len(batch) == 1:
+            return [self.embed(decoded, backbone) for decoded in batch]
+        try:
+            outputs = embed_many([decoded.audio for decoded in batch])
+        except ValueError:
+            return [self.embed(decoded, backbone) for decoded in batch]  # find the bad one
+        staged: list[tuple[np.ndarray, dict[str, np.ndarray]] | TrackResult] = []
+        for decoded, embeddings in zip(batch, outputs, strict=True):
+            descriptors = decoded.descriptors
+            if descriptors is None:
+                descriptors = compute_descriptors(decoded.audio, self.sample_rate,
+                                                  self.frames_per_second)
+            staged.append((embeddings, descriptors))
+        return staged
+
     def write(self, decoded: Decoded, config: dict[str, Any], embeddings: np.ndarray,
               descriptors: dict[str, np.ndarray]) -> TrackResult:
         """Store one embedded track atomically."""
@@ -422,7 +442,7 @@ def _run_pool(files: list[Path], job_kwargs: dict[str, Any], model: Backbone,
     context = multiprocessing.get_context("forkserver")
     job = TrackJob(**{**job_kwargs, "build_backbone": False})
     # Bound the decoded tracks waiting for the model: memory stays a few tracks' audio.
-    max_in_flight = 2 * workers
+    max_in_flight = 2 * max(workers, int(getattr(model, "batch_tracks", 1)))
     pending = iter(files)
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                              initargs=(job_kwargs,)) as pool:
@@ -431,6 +451,8 @@ def _run_pool(files: list[Path], job_kwargs: dict[str, Any], model: Backbone,
         # GIL), so the GPU starts on the next track while the last one is compressed.
         writer = ThreadPoolExecutor(1)
         writes: set[Future[TrackResult]] = set()
+        ready: list[Decoded] = []
+        batch_tracks = max(1, int(getattr(model, "batch_tracks", 1)))
 
         def collect(block: bool) -> None:
             nonlocal writes
@@ -438,6 +460,17 @@ def _run_pool(files: list[Path], job_kwargs: dict[str, Any], model: Backbone,
                                 return_when=FIRST_COMPLETED)
             for write in done:
                 record(write.result())
+
+        def embed_ready() -> None:
+            for decoded, staged in zip(ready, job.embed_batch(ready, model), strict=True):
+                if isinstance(staged, TrackResult):
+                    record(staged)
+                    continue
+                while len(writes) >= 2 * batch_tracks:  # bound embedded tracks in memory
+                    collect(block=True)
+                writes.add(writer.submit(job.write, decoded, model.config(), *staged))
+            ready.clear()
+            collect(block=False)
 
         try:
             while True:
@@ -453,15 +486,12 @@ def _run_pool(files: list[Path], job_kwargs: dict[str, Any], model: Backbone,
                     outcome = future.result()
                     if isinstance(outcome, TrackResult):
                         record(outcome)
-                        continue
-                    staged = job.embed(outcome, model)
-                    if isinstance(staged, TrackResult):
-                        record(staged)
-                        continue
-                    while len(writes) >= 2:  # bound the embedded tracks waiting in memory
-                        collect(block=True)
-                    writes.add(writer.submit(job.write, outcome, model.config(), *staged))
-                    collect(block=False)
+                    else:
+                        ready.append(outcome)
+                if len(ready) >= batch_tracks:
+                    embed_ready()
+            if ready:
+                embed_ready()
             while writes:
                 collect(block=True)
         except BaseException:
