@@ -45,3 +45,23 @@ def test_ray_job_matches_local_job_and_resumes(local_ray: None, tmp_path: Path) 
     for track_id in local_store.track_ids():
         np.testing.assert_array_equal(remote_store.embeddings(track_id, "spectral"),
                                       local_store.embeddings(track_id, "spectral"))
+
+
+def test_cli_ray_flag(local_ray: None, tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from edm.cli import main
+
+    music = tmp_path / "music"
+    write_audio(music / "a.wav", (0.1 * np.random.default_rng(5).standard_normal((44100 * 6, 2)))
+                .astype(np.float32), 44100)
+    (music / "empty.flac").write_bytes(b"")
+    # The test's Ray session is already up, so the address is not dialled.
+    result = CliRunner().invoke(main, ["embed", str(music), "--store", str(tmp_path / "s.zarr"),
+                                       "--ray", "auto", "--json"])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert (report["embedded"], report["failed"]) == (1, 1)
+    assert "empty file" in report["failures"][0]["reason"]
