@@ -115,6 +115,7 @@ class Analysis:
             "backbone": self.backbone,
             "bpm": round(self.bpm, 3),
             "elapsed_s": round(self.elapsed_s, 3),
+            "beat_source": self.extra.get("beat_source", "heads"),
             "annotation": annotation_to_dict(self.to_annotation()),
         }
 

@@ -153,6 +153,32 @@ def activations(embedded: Embedded, model: Model) -> Activations:
     return model.heads.predict(embedded.embeddings, embedded.frames_per_second)
 
 
+#: A beat head is "silent" on a track when it gives fewer confident peaks (>= 0.2) than this
+#: share of the beats the slowest EDM tempo (70 BPM) would have.
+_WEAK_BEAT_SHARE = 0.4
+
+
+def onset_fallback(acts: Activations, descriptors: dict[str, np.ndarray]) -> Activations | None:
+    """The activations with the beat channel replaced by the onset envelope when the beat
+    head barely fires (music unlike its training data); None when the head is fine.
+
+    The comb search in :mod:`edm.decode` then finds tempo and phase from the onsets, the way
+    classic beat trackers do; downbeats and boundaries still come from the heads.
+    """
+    from edm.decode import EDM_MIN_BPM, find_peaks
+
+    onset = descriptors.get("onset")
+    duration_s = acts.n_frames / acts.frames_per_second
+    confident = len(find_peaks(np.asarray(acts.beat, float), height=0.2))
+    if onset is None or confident >= _WEAK_BEAT_SHARE * duration_s * EDM_MIN_BPM / 60.0:
+        return None
+    flux = np.maximum(np.asarray(onset, float) - np.median(onset), 0.0)
+    flux = np.clip(flux / (np.percentile(flux, 99.5) + 1e-9), 0.0, 1.0)
+    return Activations(beat=flux[: acts.n_frames].astype(np.float32), downbeat=acts.downbeat,
+                       boundary=acts.boundary, frames_per_second=acts.frames_per_second,
+                       section=acts.section, section_labels=acts.section_labels)
+
+
 def decode(
     acts: Activations, *, descriptors: dict[str, np.ndarray] | None = None,
     duration_s: float | None = None,
@@ -172,6 +198,9 @@ def analyze(
     model = model if model is not None else load_model()
     embedded = embed(path, model, store=store, backbone=backbone)
     acts = activations(embedded, model)
+    fallback = onset_fallback(acts, embedded.descriptors)
+    if fallback is not None:
+        acts = fallback
     try:
         grid, sections = decode(acts, descriptors=embedded.descriptors,
                                 duration_s=embedded.duration_s)
@@ -181,7 +210,8 @@ def analyze(
         path=str(Path(path).resolve()), duration_s=round(embedded.duration_s, 4), grid=grid,
         sections=sections, model=model.name, backbone=model.backbone_key,
         content_hash=embedded.content_hash, elapsed_s=time.perf_counter() - started, base=base,
-        extra={"envelope": envelope(embedded.descriptors, embedded.frames_per_second)},
+        extra={"envelope": envelope(embedded.descriptors, embedded.frames_per_second),
+               "beat_source": "onsets (beat head silent)" if fallback is not None else "heads"},
     )
 
 

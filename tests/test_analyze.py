@@ -17,6 +17,7 @@ from edm.cli import main
 from edm.data.rekordbox import read_rekordbox_xml, write_rekordbox_xml
 from edm.data.schema import Cue
 from edm.evaluate import evaluate_track
+from edm.heads.activations import Activations
 from edm.synth import synthesize_track
 
 SR = 44100
@@ -166,3 +167,20 @@ def test_store_embeddings_are_used_and_match_on_the_fly(tmp_path: Path, model, t
     np.testing.assert_allclose(stored.embeddings, fresh.embeddings, rtol=2e-2, atol=2e-2)
     assert analyze(path, model, store=store).bpm == pytest.approx(analyze(path, model).bpm,
                                                                    abs=0.01)
+
+
+def test_onset_fallback_only_when_the_beat_head_is_silent() -> None:
+    """Real music unlike the training data can leave the beat head silent: onsets take over."""
+    from edm.analyze import onset_fallback
+    from edm.decode import decode_beats
+
+    fps, n = 50.0, 50 * 60
+    beats = np.arange(0.3, 60, 60 / 128)
+    onset = np.zeros(n)
+    onset[np.round(beats * fps).astype(int)] = 1.0
+    silent = Activations(np.full(n, 0.01), np.zeros(n), np.zeros(n), fps)
+    rescued = onset_fallback(silent, {"onset": onset})
+    assert rescued is not None
+    assert decode_beats(rescued).bpm == pytest.approx(128.0, abs=0.05)
+    confident = Activations(onset * 0.9, np.zeros(n), np.zeros(n), fps)
+    assert onset_fallback(confident, {"onset": onset}) is None
