@@ -184,3 +184,21 @@ def test_onset_fallback_only_when_the_beat_head_is_silent() -> None:
     assert decode_beats(rescued).bpm == pytest.approx(128.0, abs=0.05)
     confident = Activations(onset * 0.9, np.zeros(n), np.zeros(n), fps)
     assert onset_fallback(confident, {"onset": onset}) is None
+
+
+def test_csv_lists_one_named_cue_per_section(tmp_path: Path, tracks) -> None:
+    import csv
+
+    path, _ = tracks["house"]
+    out = tmp_path / "cues.csv"
+    result = CliRunner().invoke(main, ["analyze", str(path), "--format", "csv", "--out", str(out),
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    sections = json.loads(result.stdout)["analyses"][0]["annotation"]["sections"]
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == len(sections) >= 2
+    assert [float(r["start_s"]) for r in rows] == pytest.approx([s["start_s"] for s in sections],
+                                                               abs=1e-3)
+    # Section cues sit on downbeats: beat 1 of the grid, within a millisecond.
+    assert all(r["beat_in_bar"] == "1" and abs(float(r["grid_offset_ms"])) < 1.0
+               for r in rows[1:])
