@@ -30,6 +30,7 @@ def test_dvc_repro_runs_the_loop_and_reports_metrics(tmp_path: Path) -> None:
     shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["synth"].update(tracks=4, minutes=0.75)
+    params["held_out"].update(tracks=1)
     params["fit"].update(folds=2, epochs=3)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     _run(["git", "init", "-q"], tmp_path)
