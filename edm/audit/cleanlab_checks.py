@@ -69,6 +69,8 @@ def _boundary_candidates(
     out: list[_Candidate] = []
     spread = np.linspace(-0.25, 0.25, 11)
     for t in cue_times:
+        if t < 2 * bar_s:
+            continue  # the track's start is a boundary by definition; heads never learn it
         p = float(sample(act.boundary, fps, t + spread).max())
         near = np.abs(peak_times - t) <= 2.5 * bar_s
         target, moved_kind = None, "cue_moved_bar"
@@ -122,6 +124,7 @@ def boundary_findings(
     labels = np.array([c.label for c in candidates])
     mask, quality = _issues(labels, np.array([c.probability for c in candidates]))
     completeness = _completeness(candidates)
+    absent = _absent_cue_weight(candidates, mask)
     findings: list[Finding] = []
     for candidate, issue, q in zip(candidates, mask, quality, strict=True):
         if not issue or candidate.role == "negative":
@@ -136,7 +139,9 @@ def boundary_findings(
             else:
                 kind, fix = "cue_extra", {"delete": True}
                 detail = f"no boundary under this cue (p={candidate.probability:.2f})"
-            score = 1.0 - float(q)
+            # A misplaced cue has a peak next to it (direct evidence); a cue with nothing
+            # under it is as likely a boundary the heads missed: weigh by how often they miss.
+            score = (1.0 - float(q)) * (1.0 if candidate.target_s is not None else absent)
         else:
             kind, fix = "cue_missing", {"add_cue_s": round(candidate.time_s, 4)}
             weight = (
@@ -160,6 +165,18 @@ def boundary_findings(
             )
         )
     return findings
+
+
+def _absent_cue_weight(candidates: list[_Candidate], mask: np.ndarray) -> float:
+    """P(cue is wrong | no boundary under it), by Bayes over the library: cleanlab's share of
+    flagged cues is the error rate e; the heads' miss rate on cues is m. e / (e + m (1 - e))."""
+    cue = np.array([c.role == "cue" for c in candidates])
+    if not cue.any():
+        return 1.0
+    p = np.array([c.probability for c in candidates])[cue]
+    error_rate = float(np.clip(mask[cue].mean(), 0.02, 0.5))
+    miss_rate = float(np.mean(p < 0.5))
+    return error_rate / (error_rate + miss_rate * (1.0 - error_rate))
 
 
 def _completeness(candidates: list[_Candidate]) -> dict[str, float]:
@@ -214,18 +231,21 @@ def downbeat_findings(
             continue
         act = activations[track.track_id]
         grid = grids.get(track.track_id, track.grid)
-        shift, _ = downbeat_rotation(
+        shift, means = downbeat_rotation(
             act, grid, min(track.end_s or np.inf, act.n_frames / act.frames_per_second)
         )
         if shift == 0:
             continue
+        # cleanlab flags every downbeat of a track the heads cannot read; only a clear other
+        # bar phase makes that a numbering error.
+        clear = min(1.0, (means[shift] - means[0]) / max(float(means[shift]), 1e-6) / 0.35)
         new_first = (grid[0].beat_in_bar - 1 + shift) % grid[0].beats_per_bar + 1
         findings.append(
             Finding(
                 track.track_id,
                 0.0,
                 "downbeat_shift",
-                round(min(1.0, (flagged - 0.3) / 0.6), 4),
+                round(min(1.0, (flagged - 0.3) / 0.6) * clear, 4),
                 {"beat_shift": shift, "new_beat_in_bar": new_first},
                 source="cleanlab",
                 track=track.track.path or track.track.title,

@@ -24,6 +24,8 @@ from edm.heads.activations import Activations
 
 #: A grid further than this from the beat activation is reported (the issue's threshold).
 PHASE_TOLERANCE_S = 0.020
+#: Tempo range an octave fix may suggest (EDM from downtempo to drum & bass).
+MIN_BPM, MAX_BPM = 60.0, 200.0
 #: Fewest tracks whose median phase offset is taken as the model's latency.
 LATENCY_MIN_TRACKS = 10
 #: Steps of the phase search: coarse across the beat, then fine around the best.
@@ -102,15 +104,23 @@ def _check_octave(
     shift, _, _ = _phase(act, beats, period)
     on = sample(act.beat, act.frames_per_second, beats + shift)
     mid = sample(act.beat, act.frames_per_second, beats + shift + period / 2)
+    quarter = 0.5 * (
+        sample(act.beat, act.frames_per_second, beats + shift + period / 4)
+        + sample(act.beat, act.frames_per_second, beats + shift - period / 4)
+    )
     # Parity counts from the segment's first beat, which is what halving keeps.
     odd_beat = (numbers - grid[0].beat_in_bar) % 2 == 1
     even, odd = float(on[~odd_beat].mean()), float(on[odd_beat].mean())
     strong = max(float(on.mean()), float(mid.mean()), 1e-6)
     clarity = min(1.0, strong / 0.15)
-    # Half tempo: the midpoints between grid beats are beats too.
-    half = float(mid.mean()) / max(float(on.mean()), 1e-6)
-    # Double tempo: every other grid beat falls between the real beats.
-    double = min(even, odd) / max(even, odd, 1e-6)
+    # Ratios above the activation's own floor: a smeared activation is high everywhere, and
+    # only peaks count. Half tempo: the midpoints between grid beats peak like the beats
+    # (the floor is a quarter beat off). Double tempo: every other grid beat sits between the
+    # real beats (the floor is the midpoint, a sixteenth of the real beat).
+    floor_half = float(quarter.mean())
+    half = (float(mid.mean()) - floor_half) / max(float(on.mean()) - floor_half, 1e-6)
+    floor_double = min(float(mid.mean()), even, odd)
+    double = (min(even, odd) - floor_double) / max(max(even, odd) - floor_double, 1e-6)
     if half > 0.45:
         score = _logistic((half - 0.45) / 0.08) * clarity
         fix = {"bpm_factor": 2.0, "new_bpm": round(grid[0].bpm * 2, 3)}
@@ -125,13 +135,19 @@ def _check_octave(
         detail = f"every other grid beat has {double:.0%} of the activation: tempo is half"
     else:
         return None
+    if not MIN_BPM <= fix["new_bpm"] <= MAX_BPM:
+        return None  # DJ grids never run at 45 or 350 BPM; the activation is ambiguous there
     return Finding(
         track.track_id, 0.0, "tempo_octave", round(score, 4), fix, source="grid", detail=detail
     )
 
 
 def _check_phase(
-    track: TrackAnnotation, act: Activations, grid: list[TempoSegment], until_s: float
+    track: TrackAnnotation,
+    act: Activations,
+    grid: list[TempoSegment],
+    until_s: float,
+    tolerance_s: float = PHASE_TOLERANCE_S,
 ) -> tuple[Finding | None, float]:
     """A finding when the grid is off by more than the tolerance, and the measured offset
     (the grid is aligned by it either way, so cue checks can use a tighter tolerance)."""
@@ -142,11 +158,11 @@ def _check_phase(
     shift, best, at_zero = _phase(act, beats, _median_period(grid))
     if best < 0.05:
         return None, 0.0  # no beat activation to align to
-    if abs(shift) <= PHASE_TOLERANCE_S:
+    if abs(shift) <= tolerance_s:
         return None, shift
     contrast = (best - at_zero) / best
     clarity = min(1.0, best / 0.15) * (0.5 + 0.5 * min(1.0, contrast / 0.3))
-    score = _logistic((abs(shift) - PHASE_TOLERANCE_S) / 0.004) * clarity
+    score = _logistic((abs(shift) - tolerance_s) / 0.004) * clarity
     finding = Finding(
         track.track_id,
         0.0,
@@ -294,8 +310,15 @@ def _check_downbeat(
     )
 
 
-def check_grid(track: TrackAnnotation, act: Activations, *, latency_s: float = 0.0) -> GridCheck:
-    """All grid checks for one track; ``latency_s`` is the model's own offset (library median).
+def check_grid(
+    track: TrackAnnotation,
+    act: Activations,
+    *,
+    latency_s: float = 0.0,
+    phase_tolerance_s: float = PHASE_TOLERANCE_S,
+) -> GridCheck:
+    """All grid checks for one track; ``latency_s`` is the model's own offset (library median),
+    ``phase_tolerance_s`` the smallest offset reported (see :func:`estimate_phase`).
 
     Returns the findings and the corrected, activation-aligned grid (see :class:`GridCheck`).
     """
@@ -315,7 +338,8 @@ def check_grid(track: TrackAnnotation, act: Activations, *, latency_s: float = 0
     accept(_check_octave(track, act, grid))
     change = _check_tempo_change(track, act, grid)
     # Phase is measured before any tempo change: after it the grid drifts by design.
-    phase, shift = _check_phase(track, act, grid, change.time_s if change else np.inf)
+    until = change.time_s if change else np.inf
+    phase, shift = _check_phase(track, act, grid, until, max(PHASE_TOLERANCE_S, phase_tolerance_s))
     accept(phase)
     if phase is None and shift:
         grid = shift_grid(grid, shift)
@@ -341,11 +365,15 @@ def delay(act: Activations, latency_s: float) -> Activations:
     )
 
 
-def estimate_latency(tracks: list[TrackAnnotation], activations: dict[str, Activations]) -> float:
-    """Median phase offset between grids and beat activations over a library.
+def estimate_phase(
+    tracks: list[TrackAnnotation], activations: dict[str, Activations]
+) -> tuple[float, float]:
+    """The model's latency and phase precision over a library: the median offset between grids
+    and beat activations, and the 75th percentile of the offsets' distance from it.
 
-    Most grids are right, so the median is the model's own latency; subtracting it keeps a
-    late-firing model from flagging every track.
+    Most grids are right, so the median is the model's own latency (subtracted, so a late model
+    does not flag every track), and the spread is how far a right grid can look off (the phase
+    check's tolerance grows with it, so an imprecise model does not flag right grids).
     """
     offsets = []
     for track in tracks:
@@ -356,4 +384,12 @@ def estimate_latency(tracks: list[TrackAnnotation], activations: dict[str, Activ
         if len(beats) >= 8:
             offsets.append(_phase(act, beats, _median_period(track.grid))[0])
     # With few tracks a median could be one track's own error: trust the model then.
-    return float(np.median(offsets)) if len(offsets) >= LATENCY_MIN_TRACKS else 0.0
+    if len(offsets) < LATENCY_MIN_TRACKS:
+        return 0.0, 0.0
+    latency = float(np.median(offsets))
+    return latency, float(np.percentile(np.abs(np.array(offsets) - latency), 75))
+
+
+def estimate_latency(tracks: list[TrackAnnotation], activations: dict[str, Activations]) -> float:
+    """The model's latency alone; see :func:`estimate_phase`."""
+    return estimate_phase(tracks, activations)[0]

@@ -15,7 +15,7 @@ from edm.audit.cleanlab_checks import boundary_findings, downbeat_findings
 from edm.audit.corrections import apply_grid_fix
 from edm.audit.cue_checks import check_cues
 from edm.audit.findings import Finding, rank_findings
-from edm.audit.grid_checks import check_grid, estimate_latency
+from edm.audit.grid_checks import PHASE_TOLERANCE_S, check_grid, estimate_phase
 from edm.data.schema import TempoSegment, TrackAnnotation
 from edm.heads.activations import Activations
 
@@ -27,19 +27,24 @@ class AuditResult:
     findings: list[Finding]
     grids: dict[str, list[TempoSegment]] = field(default_factory=dict)
     latency_s: float = 0.0
+    phase_tolerance_s: float = PHASE_TOLERANCE_S
     tracks_audited: int = 0
     tracks_with_activations: int = 0
     problems: list[str] = field(default_factory=list)
 
 
 def audit_track(
-    track: TrackAnnotation, act: Activations | None, *, latency_s: float = 0.0
+    track: TrackAnnotation,
+    act: Activations | None,
+    *,
+    latency_s: float = 0.0,
+    phase_tolerance_s: float = PHASE_TOLERANCE_S,
 ) -> tuple[list[Finding], list[TempoSegment]]:
     """Grid checks (when there are activations) and cue heuristics for one track."""
     findings: list[Finding] = []
     grid = list(track.grid)
     if act is not None and grid and track.end_s:
-        checked = check_grid(track, act, latency_s=latency_s)
+        checked = check_grid(track, act, latency_s=latency_s, phase_tolerance_s=phase_tolerance_s)
         findings += checked.findings
         grid = checked.corrected_grid
     findings += check_cues(track, grid, act, aligned=act is not None and bool(grid))
@@ -60,15 +65,19 @@ def audit_library(
     only the cue heuristics. A track that fails is reported in ``problems`` and skipped.
     """
     activations = activations or {}
-    latency = estimate_latency(tracks, activations) if activations else 0.0
-    result = AuditResult(findings=[], latency_s=latency)
+    latency, spread = estimate_phase(tracks, activations) if activations else (0.0, 0.0)
+    # An imprecise model moves right grids around: report only offsets beyond its own spread.
+    tolerance = max(PHASE_TOLERANCE_S, 1.5 * spread)
+    result = AuditResult(findings=[], latency_s=latency, phase_tolerance_s=tolerance)
     findings: list[Finding] = []
     pre_downbeat: dict[str, list[TempoSegment]] = {}
     audited: list[TrackAnnotation] = []
     for track in tracks:
         act = activations.get(track.track_id)
         try:
-            track_findings, grid = audit_track(track, act, latency_s=latency)
+            track_findings, grid = audit_track(
+                track, act, latency_s=latency, phase_tolerance_s=tolerance
+            )
         except (ValueError, IndexError) as error:
             result.problems.append(f"{track.track.path or track.track_id}: audit failed ({error})")
             continue
