@@ -10,7 +10,7 @@ from edm.audit.cue_checks import check_cues
 from edm.audit.findings import Finding, rank_findings
 from edm.audit.grid_checks import check_grid, delay, estimate_latency
 from edm.audit.run import audit_library
-from edm.audit.simulate import activations_for, plant, truth_track
+from edm.audit.simulate import PLANTABLE_KINDS, activations_for, plant, truth_track
 from edm.data.schema import Cue, TempoSegment
 
 
@@ -145,16 +145,7 @@ def test_boundary_activation_chooses_where_a_moved_cue_belongs(truth, act):
 
 
 def test_library_audit_ranks_planted_errors_first():
-    kinds = [
-        "grid_phase",
-        "downbeat_shift",
-        "tempo_octave",
-        "cue_moved_beat",
-        "cue_moved_bar",
-        "cue_off_grid",
-        "cue_missing",
-        "cue_extra",
-    ]
+    kinds = PLANTABLE_KINDS
     rng = np.random.default_rng(3)
     tracks, acts, planted = [], {}, {}
     for i in range(24):

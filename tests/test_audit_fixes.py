@@ -17,7 +17,7 @@ from edm.audit.corrections import (
 )
 from edm.audit.findings import Finding
 from edm.audit.run import audit_library
-from edm.audit.simulate import activations_for, plant, truth_track
+from edm.audit.simulate import PLANTABLE_KINDS, activations_for, plant, truth_track
 from edm.cli import main
 from edm.data.rekordbox import read_rekordbox_xml
 from edm.data.schema import (
@@ -31,16 +31,7 @@ from edm.data.schema import (
 
 @pytest.mark.parametrize(
     "kind",
-    [
-        "grid_phase",
-        "downbeat_shift",
-        "tempo_octave",
-        "cue_moved_beat",
-        "cue_moved_bar",
-        "cue_off_grid",
-        "cue_extra",
-        "cue_missing",
-    ],
+    PLANTABLE_KINDS,
 )
 def test_accepting_the_top_finding_restores_the_truth(kind):
     truth = truth_track("t1", duration_s=90.0, phrase_bars=8)

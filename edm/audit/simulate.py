@@ -96,6 +96,19 @@ def truth_track(
     )
 
 
+#: Error kinds :func:`plant` can inject (all of the synth's, tempo changes need a 2-segment grid).
+PLANTABLE_KINDS = (
+    "grid_phase",
+    "downbeat_shift",
+    "tempo_octave",
+    "cue_moved_beat",
+    "cue_moved_bar",
+    "cue_off_grid",
+    "cue_missing",
+    "cue_extra",
+)
+
+
 def plant(
     truth: TrackAnnotation, kind: str, rng: np.random.Generator
 ) -> tuple[TrackAnnotation, float]:
