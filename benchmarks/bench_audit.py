@@ -217,41 +217,51 @@ def bench_model(args: argparse.Namespace) -> None:
         n_test = max(2, int(0.25 * len(tracks)))
         test = [tracks[i] for i in order[:n_test]]
         train = [tracks[i] for i in order[n_test:]]
-        before = fit_report(train, args.epochs, args.seed)
-        start = time.perf_counter()
         train_ids = {t.track_id for t in train}
-        result = audit_library([a for a in noisy if a.track_id in train_ids], before.oof)
-        seconds = time.perf_counter() - start
         injected = [
             e
             for e in read_injected(library / "injected_errors.csv")
             if e["content_hash"] in train_ids
         ]
-        print_scores(
-            f"{noise} noise, model OOF activations, {len(train)} tracks",
-            score(result.findings, injected),
-            seconds,
-        )
-        accepted = [f for f in result.findings if f.score >= args.accept_above]
-        by_track: dict[str, list[Finding]] = defaultdict(list)
-        for finding in accepted:
-            by_track[finding.track_id].append(finding)
-        fixed_train = []
-        for track in train:
-            fixed = apply_fixes(track.annotation, by_track.get(track.track_id, []))
-            fixed_train.append(dc_replace(track, annotation=fixed))
-        after = fit_report(fixed_train, args.epochs, args.seed)
+        totals: dict[str, list[dict[str, float]]] = defaultdict(list)
+        accepted_counts = []
+        # Held-out scores of small test sets move a lot between fits: average over seeds.
+        for repeat in range(args.repeats):
+            seed = args.seed + repeat
+            before = fit_report(train, args.epochs, seed)
+            start = time.perf_counter()
+            result = audit_library([a for a in noisy if a.track_id in train_ids], before.oof)
+            seconds = time.perf_counter() - start
+            print_scores(
+                f"{noise} noise, model OOF activations (seed {seed}), {len(train)} tracks",
+                score(result.findings, injected),
+                seconds,
+            )
+            accepted = [f for f in result.findings if f.score >= args.accept_above]
+            accepted_counts.append(len(accepted))
+            by_track: dict[str, list[Finding]] = defaultdict(list)
+            for finding in accepted:
+                by_track[finding.track_id].append(finding)
+            fixed_train = [
+                dc_replace(t, annotation=apply_fixes(t.annotation, by_track.get(t.track_id, [])))
+                for t in train
+            ]
+            after = fit_report(fixed_train, args.epochs, seed)
+            totals["before (noisy labels)"].append(held_out_scores(before.heads, test, truths))
+            totals["after (accepted fixes)"].append(held_out_scores(after.heads, test, truths))
+            if args.ceiling:
+                exact = [dc_replace(t, annotation=truths[t.track_id]) for t in train]
+                ceiling = fit_report(exact, args.epochs, seed).heads
+                totals["truth labels (ceiling)"].append(held_out_scores(ceiling, test, truths))
+        keys = ("boundary_f_0.5s", "boundary_f_3s", "beat_f", "downbeat_f")
         rows = [
-            ("before (noisy labels)", held_out_scores(before.heads, test, truths)),
-            (
-                f"after (accepted {len(accepted)} findings ≥ {args.accept_above})",
-                held_out_scores(after.heads, test, truths),
-            ),
+            (label, {k: float(np.mean([r.get(k, np.nan) for r in runs])) for k in keys})
+            for label, runs in totals.items()
         ]
-        if args.ceiling:
-            exact = [dc_replace(t, annotation=truths[t.track_id]) for t in train]
-            ceiling = fit_report(exact, args.epochs, args.seed).heads
-            rows.append(("truth labels (ceiling)", held_out_scores(ceiling, test, truths)))
+        console.print(
+            f"accepted findings ≥ {args.accept_above} per repeat: {accepted_counts}; "
+            f"mean of {args.repeats} seeds"
+        )
         table = Table(
             title=f"{noise} noise: fit → audit → accept → refit, {len(test)} held-out tracks"
         )
@@ -306,6 +316,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--accept-above", type=float, default=0.8)
     parser.add_argument("--ceiling", action="store_true", help="Also fit on the truth labels.")
+    parser.add_argument("--repeats", type=int, default=1, help="Loop seeds to average over.")
     args = parser.parse_args()
     if args.skip_precision:
         pass
