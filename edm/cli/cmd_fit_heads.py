@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -140,21 +139,12 @@ def command(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from edm.heads.fit import FitError, annotation_set_hash, fit_heads, load_labels, load_tracks
+    from edm.heads.fit import FitError, fit_from_store
     from edm.heads.train import TrainConfig
-    from edm.store import EmbeddingStore
 
     if threads:
         torch.set_num_threads(threads)
     console = Console(stderr=True)
-    try:
-        annotations, problems = load_labels(annotations_path)
-        store = EmbeddingStore(store_path, mode="r")
-        loaded = load_tracks(store, annotations, backbone_key, include_unlabeled=include_unlabeled)
-    except (FitError, ValueError, OSError) as error:
-        raise click.ClickException(str(error)) from error
-    problems += loaded.problems
-    key = loaded.backbone_info.get("key", backbone_key or "")
     config = TrainConfig(
         epochs=epochs,
         crop_s=crop_s,
@@ -194,33 +184,24 @@ def command(
 
         return update
 
-    provenance = {
-        "store": str(store_path),
-        "backbone_key": key,
-        "annotations": str(annotations_path),
-        "annotation_set_hash": annotation_set_hash(annotations),
-        "n_annotations": len(annotations),
-        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
     try:
         with progress:
-            report = fit_heads(
-                loaded.tracks,
+            fitted = fit_from_store(
+                store_path,
+                annotations_path,
+                out_dir,
                 config,
-                backbone_key=key,
-                backbone_name=loaded.backbone_info.get("name"),
+                backbone_key=backbone_key,
                 folds=folds,
-                provenance=provenance,
+                include_unlabeled=include_unlabeled,
                 progress_for=progress_for,
             )
-    except (FitError, ValueError) as error:
-        raise click.ClickException(f"{store_path}: {error}") from error
+    except (FitError, ValueError, OSError) as error:
+        raise click.ClickException(str(error)) from error
     finally:
         if writer is not None:
             writer.close()
-    report.metrics["seconds"]["store_read_s"] = loaded.read_seconds
-    report.metrics["problems"] = problems
-    report.heads.save(out_dir, metrics=report.metrics, oof=report.oof or None)
+    report, problems = fitted.report, fitted.problems
 
     if as_json:
         click.echo(json.dumps({"out": str(out_dir), **report.metrics}, indent=2))

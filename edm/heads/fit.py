@@ -337,3 +337,62 @@ def fit_heads(
         provenance=dict(provenance or {}),
     )
     return FitReport(heads=heads, oof=oof, metrics=metrics)
+
+
+@dataclass
+class StoreFit:
+    """What :func:`fit_from_store` wrote: the report, where, and one-line problems."""
+
+    report: FitReport
+    out_dir: Path
+    problems: list[str]
+
+    @property
+    def oof(self) -> dict[str, Activations]:
+        return self.report.oof
+
+
+def fit_from_store(
+    store_path: str | Path,
+    annotations_path: str | Path,
+    out_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    backbone_key: str | None = None,
+    folds: int = 5,
+    include_unlabeled: bool = False,
+    progress_for: Callable[[str], ProgressFn | None] | None = None,
+) -> StoreFit:
+    """Read labels and embeddings, fit every head, write ``out_dir``: all of ``edm fit-heads``.
+
+    Annotations that match no store track are returned as ``problems``, not raised.
+    """
+    from edm.store import EmbeddingStore
+
+    config = config or TrainConfig()
+    annotations, problems = load_labels(annotations_path)
+    store = EmbeddingStore(store_path, mode="r")
+    loaded = load_tracks(store, annotations, backbone_key, include_unlabeled=include_unlabeled)
+    problems += loaded.problems
+    key = loaded.backbone_info.get("key", backbone_key or "")
+    provenance = {
+        "store": str(store_path),
+        "backbone_key": key,
+        "annotations": str(annotations_path),
+        "annotation_set_hash": annotation_set_hash(annotations),
+        "n_annotations": len(annotations),
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    report = fit_heads(
+        loaded.tracks,
+        config,
+        backbone_key=key,
+        backbone_name=loaded.backbone_info.get("name"),
+        folds=folds,
+        provenance=provenance,
+        progress_for=progress_for,
+    )
+    report.metrics["seconds"]["store_read_s"] = loaded.read_seconds
+    report.metrics["problems"] = problems
+    report.heads.save(out_dir, metrics=report.metrics, oof=report.oof or None)
+    return StoreFit(report=report, out_dir=Path(out_dir), problems=problems)
