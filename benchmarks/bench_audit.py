@@ -24,7 +24,6 @@ by design; recall is also shown for those above it.
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -35,61 +34,20 @@ from rich.table import Table
 
 from edm.audit.findings import CUE_KINDS, GRID_KINDS, Finding
 from edm.audit.run import audit_library
+from edm.audit.scoring import read_injected, score_findings
 from edm.audit.simulate import activations_for, plant, truth_track
 from edm.data.schema import TempoSegment, TrackAnnotation
 from edm.heads.activations import Activations
 
 console = Console()
-MATCH_S = 0.05
-
-
-def read_injected(path: Path) -> list[dict]:
-    with path.open(newline="", encoding="utf-8") as stream:
-        return list(csv.DictReader(stream))
-
-
-def _matches(finding: Finding, error: dict) -> bool:
-    if finding.track_id != error["content_hash"]:
-        return False
-    if finding.kind in GRID_KINDS:
-        return error["kind"] in GRID_KINDS
-    if error["kind"] in GRID_KINDS:
-        return False
-    times = [float(v) for v in (error["time_s"], error["noisy_value"]) if v not in ("", None)]
-    return any(abs(finding.time_s - t) <= MATCH_S for t in times)
 
 
 def score(findings: list[Finding], injected: list[dict]) -> dict:
-    """Precision@K (overall, grid-only and cue-only rankings) and recall per kind."""
-    hits = [any(_matches(f, e) for e in injected) for f in findings]
-    exact = [any(_matches(f, e) and f.kind == e["kind"] for e in injected) for f in findings]
-
-    def precision(flags: list[bool], k: int) -> float:
-        return float(np.mean(flags[:k])) if flags[:k] else float("nan")
-
-    grid = [h for f, h in zip(findings, hits, strict=True) if f.kind in GRID_KINDS]
-    cue = [h for f, h in zip(findings, hits, strict=True) if f.kind in CUE_KINDS]
-    out: dict = {
-        "findings": len(findings),
-        "injected": len(injected),
-        "grid findings": len(grid),
-        "cue findings": len(cue),
-    }
-    for k in (20, 50, 100):
-        out[f"P@{k}"] = precision(hits, k)
-        out[f"P@{k} exact kind"] = precision(exact, k)
-        out[f"grid P@{k}"] = precision(grid, k)
-        out[f"cue P@{k}"] = precision(cue, k)
-    recall: dict[str, list[bool]] = defaultdict(list)
-    for error in injected:
-        found = any(_matches(f, error) for f in findings)
-        recall[error["kind"]].append(found)
-        if error["kind"] == "grid_phase" and error["noisy_value"]:
-            offset = abs(float(error["noisy_value"]) - float(error["true_value"]))
-            if offset > 0.020:
-                recall["grid_phase >20 ms"].append(found)
-    out["recall"] = {kind: (float(np.mean(v)), len(v)) for kind, v in sorted(recall.items())}
-    return out
+    """:func:`edm.audit.scoring.score_findings` plus how many grid and cue findings there are."""
+    scores = score_findings(findings, injected)
+    scores["grid findings"] = sum(f.kind in GRID_KINDS for f in findings)
+    scores["cue findings"] = sum(f.kind in CUE_KINDS for f in findings)
+    return scores
 
 
 def synth_library(root: Path, tracks: int, minutes: float, noise: str, seed: int) -> Path:
