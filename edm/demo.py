@@ -27,7 +27,7 @@ from typing import Any
 
 #: Default size: a few minutes on a 2-core laptop CPU.
 STANDARD_SIZE: dict[str, Any] = {
-    "tracks": 16, "held_out": 4, "minutes": 1.5, "folds": 3, "epochs": 20,
+    "tracks": 12, "held_out": 4, "minutes": 1.5, "folds": 3, "epochs": 15,
 }
 #: ``--fast``: under a minute; CI's smoke test.
 FAST_SIZE: dict[str, Any] = {
