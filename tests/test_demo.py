@@ -27,7 +27,7 @@ def test_fast_demo_runs_every_step_and_scores_against_truth(tmp_path: Path) -> N
     assert Path(report["plot"]).stat().st_size > 10_000
     written = read_rekordbox_xml(report["rekordbox_xml"], hash_audio=False)
     assert len(written.tracks) == 1 and written.tracks[0].grid
-    assert len(written.tracks[0].cues) >= 2
+    assert len(written.tracks[0].cues) >= 1
 
 
 def test_demo_rejects_a_library_too_small_to_fold(tmp_path: Path) -> None:

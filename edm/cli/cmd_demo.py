@@ -90,6 +90,9 @@ def _print_report(report: Any) -> None:
         f"cue precision@20 {_fmt(audit.get('cue P@20'))}"
     )
     console.print(f"plot: {report.plot}\nRekordbox XML: {report.rekordbox_xml}")
+    if report.config.epochs < 10:
+        console.print("(--fast trains for a few epochs only: the fitted model is a smoke test; "
+                      "run without --fast to see what fitting on your labels buys)")
     console.print(f"full report: {Path(report.workspace) / 'reports' / 'demo.json'}")
     for line in report.problems:
         console.print(f"[yellow]{line}[/]")

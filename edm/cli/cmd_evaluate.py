@@ -32,6 +32,7 @@ def _fmt(value: float) -> str:
 Examples:
   edm evaluate --truth synth/truth --pred predictions/
   edm evaluate --truth synth/truth --pred default/ --pred fitted/ --json
+  edm evaluate --truth held_out/truth --pred predictions/ --metrics reports/evaluation.json
 \b
 Predictions are matched to truth by file stem: truth/NAME.jams ↔ pred/NAME.json (edm analyze
 --format json), NAME.jams or NAME.yaml.
@@ -44,7 +45,12 @@ Exit codes: 0 every truth file had a readable prediction, 1 some were missing or
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder of predictions; repeat to compare several.")
 @click.option("--json", "as_json", is_flag=True, help="Print scores (per track too) as JSON.")
-def command(truth_dir: Path, pred_dirs: tuple[Path, ...], as_json: bool) -> None:
+@click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write mean scores per prediction folder as flat JSON "
+                   "(for `dvc metrics show`).")
+def command(
+    truth_dir: Path, pred_dirs: tuple[Path, ...], as_json: bool, metrics_path: Path | None
+) -> None:
     """Score predictions against ground truth with mir_eval (beats, downbeats, tempo,
     boundaries, energy)."""
     from edm.evaluate import METRICS, EvaluateError, evaluate_folder
@@ -54,6 +60,10 @@ def command(truth_dir: Path, pred_dirs: tuple[Path, ...], as_json: bool) -> None
     except EvaluateError as error:
         raise click.ClickException(str(error)) from error
     failed = any(r.problems or r.missing for r in reports)
+    if metrics_path is not None:
+        metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        means = {r.name: r.to_dict()["mean"] for r in reports}
+        metrics_path.write_text(json.dumps(means, indent=2) + "\n", encoding="utf-8")
     if as_json:
         click.echo(json.dumps({"truth": str(truth_dir), "reports": [r.to_dict() for r in reports]},
                               indent=2))
