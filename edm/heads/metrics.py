@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import warnings
 
-import mir_eval
 import numpy as np
-from scipy.signal import find_peaks
 
 from edm.data.schema import TrackAnnotation
 from edm.heads.activations import Activations
@@ -37,6 +35,9 @@ def pick_peaks(
     >>> pick_peaks(np.array([0, .2, .9, .3, 0, 0, .7, 0]), 2.0, 0.5, 1.0).tolist()
     [1.0, 3.0]
     """
+    # Imported here: scipy.signal pulls in scipy.stats, which `edm analyze` never needs.
+    from scipy.signal import find_peaks
+
     distance = max(1, round(min_distance_s * frames_per_second))
     peaks, _ = find_peaks(
         np.asarray(probabilities, dtype=float), height=threshold, distance=distance
@@ -69,6 +70,8 @@ def boundary_f(
     >>> boundary_f(np.array([0., 30., 60.]), np.array([31., 90.]), 120.0, 3.0)
     0.5
     """
+    import mir_eval  # here, not at module level: analysis imports this module, never scores
+
     reference = _intervals(np.asarray(reference_s, dtype=float), duration_s)
     estimated = _intervals(np.asarray(estimated_s, dtype=float), duration_s)
     if len(reference) < 2 and len(estimated) < 2:
@@ -81,6 +84,8 @@ def boundary_f(
 
 def beat_f(reference_s: np.ndarray, estimated_s: np.ndarray) -> float:
     """mir_eval beat F-measure (±70 ms) after trimming the first 5 s."""
+    import mir_eval
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return float(
