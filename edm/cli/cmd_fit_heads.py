@@ -29,6 +29,8 @@ Examples:
       --folds 5 --co-teaching --epochs 40 --json
   edm fit-heads --store store.zarr --annotations annotations/ --out models/pl --pseudo-label \\
       --include-unlabeled
+  edm embed audio/ --store store.zarr --backbone mert --model DIR --layers 11
+  edm fit-heads --store store.zarr --annotations annotations/ --out models/ft --finetune-top 1
 \b
 Annotations: a folder of edm annotation files (*.yaml) and/or truth files (*.jams), or a
 Rekordbox XML. They are matched to store tracks by content hash, else by audio path.
@@ -114,6 +116,20 @@ usable, or nothing could be fitted, 2 usage error."""
     default=None,
     help="Write TensorBoard scalars (training loss per epoch) here.",
 )
+@click.option(
+    "--finetune-top",
+    type=click.IntRange(min=1),
+    default=None,
+    help="MERT only: also train the model's top N layers; the store key must hold layer L-N "
+    "(edm embed --backbone mert --layers L-N).",
+)
+@click.option(
+    "--finetune-lr",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=1e-4,
+    show_default=True,
+    help="Peak learning rate of the fine-tuned MERT layers (the heads keep theirs).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print metrics as JSON.")
 def command(
     store_path: Path,
@@ -132,6 +148,8 @@ def command(
     seed: int,
     threads: int | None,
     logdir: Path | None,
+    finetune_top: int | None,
+    finetune_lr: float,
     as_json: bool,
 ) -> None:
     """Train beat/downbeat/boundary and energy heads from a store and annotations."""
@@ -194,6 +212,8 @@ def command(
                 backbone_key=backbone_key,
                 folds=folds,
                 include_unlabeled=include_unlabeled,
+                finetune_top=finetune_top,
+                finetune_learning_rate=finetune_lr,
                 progress_for=progress_for,
             )
     except (FitError, ValueError, OSError) as error:

@@ -7,6 +7,9 @@ Layout of ``models/NAME/``:
   peak-picking settings, energy-head config, provenance (store, backbone key, annotation-set
   hash, edm version, date);
 - ``heads.safetensors``: weights of every net (``net0.…``, ``net1.…``), input statistics included;
+  with ``--finetune-top N`` also the fine-tuned MERT layers (``net0.top.layers.…``), whose HuBERT
+  config, checkpoint, N and stored layer index are in ``config.json`` under ``model``
+  (see :mod:`edm.heads.finetune`): ``predict`` applies them to the stored layer transparently;
 - ``energy_<target>.ubj``: one XGBoost model per energy target, in XGBoost's own format;
 - ``metrics.json``: scores of the fit (out-of-fold and held-out when available);
 - ``oof.safetensors``: out-of-fold activations per track (``<track_id>/beat`` …), frame rate in
@@ -32,6 +35,7 @@ from safetensors.torch import save_file as save_torch
 from edm.data.schema import EnergyData, Section
 from edm.heads.activations import Activations
 from edm.heads.energy import EnergyHead
+from edm.heads.finetune import FinetunedHeads, build_net
 from edm.heads.model import TemporalHeads
 from edm.heads.train import predict_probabilities
 
@@ -57,7 +61,7 @@ class Heads:
 
     def __init__(
         self,
-        nets: Sequence[TemporalHeads],
+        nets: Sequence[TemporalHeads | FinetunedHeads],
         *,
         backbone_key: str,
         frames_per_second: float,
@@ -196,7 +200,7 @@ def load_heads(model_dir: str | Path) -> Heads:
     weights = load_torch(str(weights_path))
     nets = []
     for index in range(int(config["n_nets"])):
-        net = TemporalHeads.from_config(config["model"])
+        net = build_net(config["model"])
         prefix = f"net{index}."
         state = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
         try:

@@ -14,7 +14,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -361,12 +361,17 @@ def fit_from_store(
     backbone_key: str | None = None,
     folds: int = 5,
     include_unlabeled: bool = False,
+    finetune_top: int | None = None,
+    finetune_learning_rate: float = 1e-4,
     progress_for: Callable[[str], ProgressFn | None] | None = None,
 ) -> StoreFit:
     """Read labels and embeddings, fit every head, write ``out_dir``: all of ``edm fit-heads``.
 
     Annotations that match no store track are returned as ``problems``, not raised.
+    ``finetune_top`` N trains MERT's top N layers with the heads (the store key must hold
+    layer L - N; see :mod:`edm.heads.finetune`).
     """
+    from edm.heads.finetune import FinetuneError, finetune_spec
     from edm.store import EmbeddingStore
 
     config = config or TrainConfig()
@@ -375,6 +380,16 @@ def fit_from_store(
     loaded = load_tracks(store, annotations, backbone_key, include_unlabeled=include_unlabeled)
     problems += loaded.problems
     key = loaded.backbone_info.get("key", backbone_key or "")
+    backbone_options = None
+    if finetune_top is not None and loaded.tracks:
+        try:
+            spec = finetune_spec(store, loaded.tracks[0].track_id, key, finetune_top)
+        except FinetuneError as error:
+            raise FitError(str(error)) from error
+        spec = replace(spec, learning_rate=finetune_learning_rate)
+        config = replace(config, finetune=spec.to_dict())
+        # `edm analyze` embeds on the fly with these: the same checkpoint and stored layer.
+        backbone_options = {"model": spec.checkpoint, "layers": str(spec.layer)}
     provenance = {
         "store": str(store_path),
         "backbone_key": key,
@@ -388,6 +403,7 @@ def fit_from_store(
         config,
         backbone_key=key,
         backbone_name=loaded.backbone_info.get("name"),
+        backbone_options=backbone_options,
         folds=folds,
         provenance=provenance,
         progress_for=progress_for,

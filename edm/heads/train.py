@@ -31,6 +31,7 @@ import torch
 
 from edm.data.schema import Tier, TrackAnnotation
 from edm.heads.activations import Activations
+from edm.heads.finetune import FinetunedHeads, finetuned_net
 from edm.heads.loss import (
     ShiftTolerantBCELoss,
     balanced_pos_weight,
@@ -104,6 +105,8 @@ class TrainConfig:
     patience: int = 8
     seed: int = 0
     model: dict[str, Any] = field(default_factory=dict)
+    #: ``FinetuneSpec.to_dict()`` to train MERT's top layers with the heads; {} = heads only.
+    finetune: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -266,8 +269,15 @@ def _select_small_loss(
 # One fit
 
 
-def _input_stats(examples: Sequence[_Example]) -> tuple[torch.Tensor, torch.Tensor]:
-    stacked = np.concatenate([e.embeddings for e in examples], axis=0).astype(np.float64)
+def _input_stats(
+    examples: Sequence[_Example], net: torch.nn.Module | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std of what the heads see: the embeddings, or with fine-tuned top layers
+    their output at the start of training."""
+    features = getattr(net, "features", None)
+    stacked = np.concatenate(
+        [features(e.embeddings) if features else e.embeddings for e in examples], axis=0
+    ).astype(np.float64)
     return torch.from_numpy(stacked.mean(0)).float(), torch.from_numpy(stacked.std(0)).float()
 
 
@@ -278,11 +288,12 @@ def _frame_rate(tracks: Sequence[TrackData]) -> float:
     return float(next(iter(rates)))
 
 
-def _new_net(config: TrainConfig, dim: int, fps: float, n_sections: int) -> TemporalHeads:
+def _new_net(config: TrainConfig, dim: int, fps: float, n_sections: int) -> torch.nn.Module:
     options = dict(config.model)
     if not config.augment:
         options["input_dropout"] = 0.0
-    return TemporalHeads(dim, fps, n_sections=n_sections, **options)
+    heads = TemporalHeads(dim, fps, n_sections=n_sections, **options)
+    return finetuned_net(config.finetune, heads) if config.finetune else heads
 
 
 def predict_probabilities(
@@ -365,19 +376,23 @@ def fit_temporal(
     nets = [_new_net(config, dim, fps, len(sections)) for _ in range(n_nets)]
     mean, std = _input_stats(examples)
     for net in nets:
-        net.set_input_stats(mean, std)
+        net.set_input_stats(*(_input_stats(examples, net) if config.finetune else (mean, std)))
     criterion = _Criterion(config, fps, examples)
-    optimizers = [
-        torch.optim.AdamW(
-            net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-        )
+    groups = [
+        net.parameter_groups(config.learning_rate)
+        if isinstance(net, FinetunedHeads)
+        else [{"params": list(net.parameters()), "lr": config.learning_rate}]
         for net in nets
+    ]
+    optimizers = [
+        torch.optim.AdamW(group, lr=config.learning_rate, weight_decay=config.weight_decay)
+        for group in groups
     ]
     steps_per_epoch = math.ceil(len(examples) / config.batch_size)
     schedulers = [
         torch.optim.lr_scheduler.OneCycleLR(
             opt,
-            max_lr=config.learning_rate,
+            max_lr=[group["lr"] for group in opt.param_groups],
             total_steps=max(1, config.epochs * steps_per_epoch),
             pct_start=0.15,
         )
@@ -415,7 +430,9 @@ def fit_temporal(
                 loss = criterion.total(part, mask)
                 opt.zero_grad()
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], 1.0)
+                torch.nn.utils.clip_grad_norm_(
+                    [p for group in opt.param_groups for p in group["params"]], 1.0
+                )
                 opt.step()
                 sched.step()
                 epoch_loss += float(loss.detach()) / n_nets
