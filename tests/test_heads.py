@@ -261,7 +261,8 @@ def test_saved_heads_load_back_and_predict_identical_numbers(trained, tmp_path):
     before = heads.predict(test[0].embeddings, FPS)
     after = loaded.predict(test[0].embeddings, FPS)
     for task in ("beat", "downbeat", "boundary"):
-        np.testing.assert_array_equal(getattr(before, task), getattr(after, task))
+        # Saved from torch, loaded back as numpy (edm.heads.inference): equal to float32 rounding.
+        np.testing.assert_allclose(getattr(before, task), getattr(after, task), atol=1e-5)
     assert after.section_labels == before.section_labels
     sections = truth[test[0].track_id].sections
     assert heads.predict_energy(

@@ -16,7 +16,11 @@ Layout of ``models/NAME/``:
   the file's metadata; read with :func:`load_oof` (``edm label-audit`` does).
 
 Loading rebuilds each net from ``config.json`` and loads the weights into it, so a folder
-predicts exactly the numbers it predicted when it was saved.
+predicts the numbers it predicted when it was saved. Plain TemporalHeads nets load as
+:class:`~edm.heads.inference.NumpyHeads` and predict in numpy (equal to float32 rounding,
+about 1e-7): ``import torch`` alone takes about 1.7 s, more than half of ``edm analyze``'s
+budget (issue 7). Fine-tuned nets (MERT top layers) load as torch modules; torch is imported
+only then.
 """
 
 from __future__ import annotations
@@ -24,20 +28,20 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
-from safetensors.torch import load_file as load_torch
-from safetensors.torch import save_file as save_torch
 
 from edm.data.schema import EnergyData, Section
 from edm.heads.activations import Activations
 from edm.heads.energy import EnergyHead
-from edm.heads.finetune import FinetunedHeads, build_net
-from edm.heads.model import TemporalHeads
-from edm.heads.train import predict_probabilities
+from edm.heads.inference import NumpyHeads, predict_numpy
+
+if TYPE_CHECKING:
+    from edm.heads.finetune import FinetunedHeads
+    from edm.heads.model import TemporalHeads
 
 FORMAT = "edm-heads"
 FORMAT_VERSION = 1
@@ -61,7 +65,7 @@ class Heads:
 
     def __init__(
         self,
-        nets: Sequence[TemporalHeads | FinetunedHeads],
+        nets: Sequence[TemporalHeads | FinetunedHeads | NumpyHeads],
         *,
         backbone_key: str,
         frames_per_second: float,
@@ -86,7 +90,8 @@ class Heads:
         self.train_config = dict(train_config or {})
         self.provenance = dict(provenance or {})
         for net in self.nets:
-            net.eval()
+            if not isinstance(net, NumpyHeads):
+                net.eval()
 
     @property
     def input_dim(self) -> int:
@@ -105,6 +110,10 @@ class Heads:
                 f"expected (frames, {self.input_dim}) embeddings of backbone "
                 f"{self.backbone_key!r}, got {embeddings.shape}"
             )
+        if all(isinstance(net, NumpyHeads) for net in self.nets):
+            return predict_numpy(self.nets, embeddings, self.frames_per_second, self.section_labels)
+        from edm.heads.train import predict_probabilities
+
         return predict_probabilities(
             self.nets, embeddings, self.frames_per_second, self.section_labels
         )
@@ -135,11 +144,11 @@ class Heads:
         folder = Path(model_dir)
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {
-            f"net{index}.{name}": value.detach().contiguous()
+            f"net{index}.{name}": np.ascontiguousarray(value)
             for index, net in enumerate(self.nets)
-            for name, value in net.state_dict().items()
+            for name, value in _state(net).items()
         }
-        save_torch(tensors, str(folder / WEIGHTS_FILE))
+        save_numpy(tensors, str(folder / WEIGHTS_FILE))
         energy_config = self.energy.save(folder) if self.energy is not None else None
         from edm import __version__
 
@@ -170,6 +179,13 @@ class Heads:
         return folder
 
 
+def _state(net: TemporalHeads | FinetunedHeads | NumpyHeads) -> dict[str, np.ndarray]:
+    """A net's weights as numpy arrays (the safetensors file is the same either way)."""
+    if isinstance(net, NumpyHeads):
+        return net.weights
+    return {name: value.detach().cpu().numpy() for name, value in net.state_dict().items()}
+
+
 def _read_config(folder: Path) -> dict[str, Any]:
     path = folder / CONFIG_FILE
     if not path.is_file():
@@ -197,19 +213,17 @@ def load_heads(model_dir: str | Path) -> Heads:
     weights_path = folder / WEIGHTS_FILE
     if not weights_path.is_file():
         raise ArtifactError(f"{folder}: {WEIGHTS_FILE} is missing")
-    weights = load_torch(str(weights_path))
-    nets = []
+    weights = load_numpy(str(weights_path))
+    nets: list[TemporalHeads | FinetunedHeads | NumpyHeads] = []
     for index in range(int(config["n_nets"])):
-        net = build_net(config["model"])
         prefix = f"net{index}."
         state = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
         try:
-            net.load_state_dict(state)
-        except RuntimeError as error:
+            nets.append(_build(config["model"], state))
+        except (RuntimeError, ValueError) as error:
             raise ArtifactError(
                 f"{weights_path}: weights do not fit the config ({error})"
             ) from error
-        nets.append(net)
     energy = None
     if config.get("energy"):
         try:
@@ -229,6 +243,21 @@ def load_heads(model_dir: str | Path) -> Heads:
         train_config=config.get("train"),
         provenance=config.get("provenance"),
     )
+
+
+def _build(
+    model: Mapping[str, Any], state: Mapping[str, np.ndarray]
+) -> TemporalHeads | FinetunedHeads | NumpyHeads:
+    """A plain TemporalHeads net as numpy (no torch import); a fine-tuned one as torch."""
+    if "finetune" not in model:
+        return NumpyHeads(model, state)
+    import torch
+
+    from edm.heads.finetune import build_net
+
+    net = build_net(model)
+    net.load_state_dict({name: torch.from_numpy(value) for name, value in state.items()})
+    return net
 
 
 def save_oof(oof: Mapping[str, Activations], path: str | Path) -> Path:
