@@ -6,6 +6,7 @@ array shares the store's frame rate, which travels with the data, never as a con
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,3 +49,34 @@ class Activations:
     def times(self) -> np.ndarray:
         """Time in seconds of every frame."""
         return np.arange(self.n_frames) / self.frames_per_second
+
+
+def average_probabilities(
+    per_net: Sequence[Mapping[str, np.ndarray]],
+    frames_per_second: float,
+    section_labels: tuple[str, ...] = (),
+) -> Activations:
+    """Average the probabilities of several nets (an ensemble or co-teaching pair).
+
+    Each mapping has ``beat``, ``downbeat`` and ``boundary`` arrays of shape ``(frames,)`` and
+    optionally ``section`` of shape ``(frames, classes)``.
+
+    >>> one = {"beat": np.ones(2), "downbeat": np.zeros(2), "boundary": np.zeros(2)}
+    >>> two = {"beat": np.zeros(2), "downbeat": np.zeros(2), "boundary": np.ones(2)}
+    >>> average_probabilities([one, two], 50.0).beat.tolist()
+    [0.5, 0.5]
+    """
+    def mean(task: str) -> np.ndarray:
+        return np.mean([probabilities[task] for probabilities in per_net], axis=0).astype(
+            np.float32
+        )
+
+    has_section = all("section" in probabilities for probabilities in per_net)
+    return Activations(
+        beat=mean("beat"),
+        downbeat=mean("downbeat"),
+        boundary=mean("boundary"),
+        frames_per_second=frames_per_second,
+        section=mean("section") if has_section else None,
+        section_labels=section_labels if has_section else (),
+    )

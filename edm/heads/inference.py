@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from scipy.special import erf, expit, softmax
 
-from edm.heads.activations import Activations
+from edm.heads.activations import Activations, average_probabilities
 
 EVENT_TASKS = ("beat", "downbeat", "boundary")
 _SQRT_HALF = np.float32(np.sqrt(0.5))
@@ -172,20 +172,11 @@ def predict_numpy(
     """Numpy twin of :func:`edm.heads.train.predict_probabilities`: whole track, sigmoid
     (softmax for sections), averaged over nets."""
     x = np.ascontiguousarray(np.asarray(embeddings, dtype=np.float32).T)
-    sums: dict[str, np.ndarray] = {}
+    per_net = []
     for net in nets:
         outputs = net.forward(x)
-        for task in EVENT_TASKS:
-            sums[task] = sums.get(task, 0) + expit(outputs[task])
+        probabilities = {task: expit(outputs[task]) for task in EVENT_TASKS}
         if "section" in outputs:
-            sums["section"] = sums.get("section", 0) + softmax(outputs["section"], axis=-1)
-    n = len(nets)
-    section = sums["section"] / n if "section" in sums else None
-    return Activations(
-        beat=(sums["beat"] / n).astype(np.float32),
-        downbeat=(sums["downbeat"] / n).astype(np.float32),
-        boundary=(sums["boundary"] / n).astype(np.float32),
-        frames_per_second=frames_per_second,
-        section=None if section is None else section.astype(np.float32),
-        section_labels=section_labels if section is not None else (),
-    )
+            probabilities["section"] = softmax(outputs["section"], axis=-1)
+        per_net.append(probabilities)
+    return average_probabilities(per_net, frames_per_second, section_labels)

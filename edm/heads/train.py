@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from edm.data.schema import Tier, TrackAnnotation
-from edm.heads.activations import Activations
+from edm.heads.activations import Activations, average_probabilities
 from edm.heads.finetune import FinetunedHeads, finetuned_net
 from edm.heads.loss import (
     ShiftTolerantBCELoss,
@@ -304,27 +304,18 @@ def predict_probabilities(
 ) -> Activations:
     """Sigmoid (softmax for sections) probabilities of one whole track, averaged over nets."""
     x = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32)).T.unsqueeze(0)
-    sums: dict[str, np.ndarray] = {}
+    per_net = []
     with torch.no_grad():
         for net in nets:
             net.eval()
             outputs = net(x)
-            for task in EVENT_TASKS:
-                sums[task] = sums.get(task, 0) + torch.sigmoid(outputs[task][0]).numpy()
+            probabilities = {
+                task: torch.sigmoid(outputs[task][0]).numpy() for task in EVENT_TASKS
+            }
             if "section" in outputs:
-                sums["section"] = (
-                    sums.get("section", 0) + torch.softmax(outputs["section"][0], dim=-1).numpy()
-                )
-    n = len(nets)
-    section = sums["section"] / n if "section" in sums else None
-    return Activations(
-        beat=(sums["beat"] / n).astype(np.float32),
-        downbeat=(sums["downbeat"] / n).astype(np.float32),
-        boundary=(sums["boundary"] / n).astype(np.float32),
-        frames_per_second=frames_per_second,
-        section=None if section is None else section.astype(np.float32),
-        section_labels=section_labels if section is not None else (),
-    )
+                probabilities["section"] = torch.softmax(outputs["section"][0], dim=-1).numpy()
+            per_net.append(probabilities)
+    return average_probabilities(per_net, frames_per_second, section_labels)
 
 
 @dataclass
