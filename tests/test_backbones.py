@@ -206,3 +206,24 @@ def test_mert_batches_windows_across_tracks(tiny_mert: Path) -> None:
     for audio, features in zip(audios, together, strict=True):
         np.testing.assert_allclose(features, backbone.embed(audio), atol=1e-4)
         assert features.shape == (1 + len(audio) // 320, 32)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_features_are_bit_identical_whatever_the_blas_thread_count(threads: int) -> None:
+    # A Ray worker runs with one BLAS thread, the main process with all cores: the same audio
+    # must give the same stored bytes either way (a mel product split over two threads used to
+    # round differently, one float16 ulp in the store).
+    from threadpoolctl import threadpool_limits
+
+    audio = (0.1 * np.random.default_rng(0).standard_normal(22050 * 6)).astype(np.float32)
+    backbone = SpectralBackbone()
+    with threadpool_limits(limits=1):
+        reference, reference_descriptors = backbone.embed_with_descriptors(audio)
+        alone = compute_descriptors(audio, 22050, 50.0)
+    with threadpool_limits(limits=threads):
+        embeddings, descriptors = backbone.embed_with_descriptors(audio)
+        again = compute_descriptors(audio, 22050, 50.0)
+    np.testing.assert_array_equal(embeddings, reference)
+    for name, values in reference_descriptors.items():
+        np.testing.assert_array_equal(descriptors[name], values)
+        np.testing.assert_array_equal(again[name], alone[name])

@@ -28,7 +28,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from edm.backbones.frames import frame_count, hop_length, stft_magnitude_blocks
+from edm.backbones.frames import (
+    frame_count,
+    hop_length,
+    one_blas_thread,
+    stft_magnitude_blocks,
+)
 from edm.backbones.spectral import band_bins
 
 DESCRIPTOR_NAMES: tuple[str, ...] = ("rms", "bass", "mid", "high", "onset", "centroid_hz")
@@ -78,6 +83,7 @@ def compute_descriptors(
     hop = hop_length(sample_rate, frames_per_second)
     n_fft = descriptor_n_fft(sample_rate)
     frames = DescriptorFrames(sample_rate, n_fft, frame_count(len(audio), hop))
-    for first, magnitude in stft_magnitude_blocks(audio, n_fft, hop):
-        frames.add(first, magnitude)
+    with one_blas_thread():
+        for first, magnitude in stft_magnitude_blocks(audio, n_fft, hop):
+            frames.add(first, magnitude)
     return frames.out

@@ -3,17 +3,31 @@
 A signal of ``n`` samples at hop ``h`` gives ``1 + n // h`` frames; the STFT pads half a
 window of zeros on both sides so the first frame is centred on sample 0, and it works in
 blocks of frames so a two-hour mix never materialises a (frames × n_fft) matrix.
+
+Feature code that multiplies matrices runs under :func:`one_blas_thread`: a multi-threaded
+BLAS splits a product differently for each thread count, so the same audio would otherwise give
+float32 features a rounding apart (and float16 store bytes one ulp apart) depending on whether
+it was embedded by a Ray worker (one thread), the local pool or the main process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 
 import numpy as np
 import scipy.fft
+from threadpoolctl import threadpool_limits
 
 #: Frames per STFT block: bounds the temporary (frames × n_fft) arrays to a few MB.
 BLOCK_FRAMES = 2048
+
+
+def one_blas_thread() -> AbstractContextManager[object]:
+    """Pin BLAS to one thread, so products sum in one order whatever the machine's thread
+    count: features are then bit-identical across engines. On the mel products it costs nothing
+    measurable (a 6-minute track: 0.38 s on one thread, 0.79–0.96 s on two, this 2-core box)."""
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def frame_count(n_samples: int, hop: int) -> int:

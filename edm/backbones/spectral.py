@@ -34,7 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edm.backbones.frames import frame_count, hop_length, stft_magnitude_blocks
+from edm.backbones.frames import (
+    frame_count,
+    hop_length,
+    one_blas_thread,
+    stft_magnitude_blocks,
+)
 
 if TYPE_CHECKING:
     from edm.backbones.descriptors import DescriptorFrames
@@ -159,6 +164,10 @@ class SpectralBackbone:
         return self._run(audio, frames), frames.out
 
     def _run(self, audio: np.ndarray, descriptors: DescriptorFrames | None) -> np.ndarray:
+        with one_blas_thread():
+            return self._features(audio, descriptors)
+
+    def _features(self, audio: np.ndarray, descriptors: DescriptorFrames | None) -> np.ndarray:
         total = frame_count(len(audio), self.hop)
         out = np.empty((total, self.dim), dtype=np.float32)
         mel_end = N_MELS
