@@ -102,8 +102,9 @@ def run_demo(
     Steps whose output already exists in the workspace are redone, so a second run gives a
     fresh, comparable report.
     """
-    from edm.analysis import write_json, write_rekordbox
     from edm.analyze import analyze, load_model
+    from edm.analyze.plot import plot_analysis
+    from edm.analyze.writers import write_json, write_rekordbox
     from edm.audit.report import write_csv as write_audit_csv
     from edm.audit.run import audit_library
     from edm.audit.scoring import read_injected, score_findings
@@ -112,7 +113,6 @@ def run_demo(
     from edm.evaluate import evaluate_folder
     from edm.heads.fit import fit_from_store
     from edm.heads.train import TrainConfig
-    from edm.plot import plot_analysis
     from edm.store import EmbeddingStore
     from edm.store.embed import embed_library
     from edm.synth import make_library

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edm.analysis import write_rekordbox
 from edm.analyze import AnalyzeError, analyze, load_model
+from edm.analyze.writers import write_rekordbox
 from edm.audio import write_audio
 from edm.cli import main
 from edm.data.rekordbox import read_rekordbox_xml, write_rekordbox_xml

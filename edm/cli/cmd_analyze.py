@@ -10,11 +10,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-_err = Console(stderr=True)
+from edm.analyze.writers import FORMATS
 
-#: Default output per format: a folder of one file per track, or one file for the batch.
-_DEFAULT_OUT = {"json": "edm-analysis", "jams": "edm-analysis", "rekordbox": "edm-analysis.xml",
-                "csv": "edm-cues.csv"}
+_err = Console(stderr=True)
 
 
 def _collect(inputs: tuple[Path, ...], audio_root: Path | None):
@@ -73,7 +71,7 @@ Exit codes: 0 every input analysed, 1 some inputs failed (each named on stderr),
               help="Heads folder from `edm fit-heads` (default: the model shipped with edm).")
 @click.option("--store", "store_path", type=click.Path(exists=True, path_type=Path),
               help="Embedding store to read tracks from when already embedded.")
-@click.option("--format", "fmt", type=click.Choice(["json", "jams", "rekordbox", "csv"]),
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
               default="json", show_default=True, help="Output format.")
 @click.option("--out", "out_path", type=click.Path(path_type=Path),
               help="Output folder (json, jams) or file (rekordbox, csv). "
@@ -88,8 +86,7 @@ def command(inputs: tuple[Path, ...], model_dir: Path | None, store_path: Path |
             out_path: Path | None, plot: bool, replace_cues: bool, audio_root: Path | None,
             as_json: bool) -> None:
     """Beat grid, phrase-aligned sections and energy for tracks, folders or a Rekordbox XML."""
-    from edm.analysis import output_name, write_csv, write_jams, write_json, write_rekordbox
-    from edm.analyze import AnalyzeError, analyze_many, load_model
+    from edm.analyze import AnalysisWriter, AnalyzeError, analyze_many, load_model
 
     try:
         model = load_model(model_dir)
@@ -101,10 +98,7 @@ def command(inputs: tuple[Path, ...], model_dir: Path | None, store_path: Path |
 
         store = EmbeddingStore(store_path)
     pairs, xml_base, problems = _collect(inputs, audio_root)
-    out = out_path or Path(_DEFAULT_OUT[fmt])
-    plot_dir = out if fmt in ("json", "jams") else out.parent
-
-    analyses = []
+    writer = AnalysisWriter(fmt, out_path, plot=plot, replace_cues=replace_cues, base=xml_base)
     progress = Progress(TextColumn("analyzing"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TextColumn("{task.description}"), console=_err,
                         disable=as_json or len(pairs) < 2, transient=True)
@@ -115,20 +109,9 @@ def command(inputs: tuple[Path, ...], model_dir: Path | None, store_path: Path |
             if outcome.error is not None:
                 problems.append(outcome.error)
                 continue
-            analysis = outcome.analysis
-            analyses.append(analysis)
-            if fmt == "json":
-                write_json(analysis, out / output_name(analysis, "json"))
-            elif fmt == "jams":
-                write_jams(analysis, out / output_name(analysis, "jams"))
-            if plot:
-                from edm.plot import plot_analysis
-
-                plot_analysis(analysis, plot_dir / output_name(analysis, "png"))
-    if analyses and fmt == "rekordbox":
-        write_rekordbox(analyses, out, replace_cues=replace_cues, base=xml_base)
-    elif analyses and fmt == "csv":
-        write_csv(analyses, out)
+            writer.add(outcome.analysis)
+    writer.finish()
+    analyses, out = writer.analyses, writer.out
 
     if as_json:
         click.echo(json.dumps({"model": model.name, "out": str(out),
@@ -146,7 +129,7 @@ def command(inputs: tuple[Path, ...], model_dir: Path | None, store_path: Path |
                           f"{a.elapsed_s:.2f} s")
         if analyses:
             Console().print(table)
-            click.echo(f"wrote {fmt} → {out}" + (f" (PNGs in {plot_dir})" if plot else ""),
+            click.echo(f"wrote {fmt} → {out}" + (f" (PNGs in {writer.plot_dir})" if plot else ""),
                        err=True)
     for line in problems:
         click.echo(line, err=True)

@@ -1,9 +1,10 @@
-"""The result of analysing one track, and its writers: JSON, JAMS, Rekordbox XML, cue CSV.
+"""The result of analysing one track: :class:`Analysis`, its annotation and its JSON form.
 
 An :class:`Analysis` is a decoded beat grid and sections plus where they came from (model,
 backbone, file). :meth:`Analysis.to_annotation` turns it into the project's
-:class:`~edm.data.schema.TrackAnnotation`, so every writer reuses the annotation writers in
-:mod:`edm.data` and what ``edm analyze`` writes is what ``edm data import`` reads back.
+:class:`~edm.data.schema.TrackAnnotation`, so every writer (:mod:`edm.analyze.writers`) reuses
+the annotation writers in :mod:`edm.data` and what ``edm analyze`` writes is what
+``edm data import`` reads back.
 
 JSON format (``edm analyze --format json``)::
 
@@ -15,7 +16,6 @@ JSON format (``edm analyze --format json``)::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +32,6 @@ from edm.data.schema import (
 )
 from edm.decode import BeatGrid
 
-FORMATS: tuple[str, ...] = ("json", "jams", "rekordbox", "csv")
 JSON_FORMAT_VERSION = 1
 
 #: Memory cue colours by section label (Rekordbox's palette), so the waveform reads at a glance.
@@ -118,50 +117,3 @@ class Analysis:
             "beat_source": self.extra.get("beat_source", "heads"),
             "annotation": annotation_to_dict(self.to_annotation()),
         }
-
-
-# ---------------------------------------------------------------------------------------------
-# Writers
-
-
-def output_name(analysis: Analysis, fmt: str) -> str:
-    """File name of one track's output: ``<audio stem>.json`` / ``.jams``."""
-    return f"{Path(analysis.path).stem}.{fmt}"
-
-
-def write_json(analysis: Analysis, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(analysis.to_dict(), indent=2, ensure_ascii=False) + "\n",
-                    encoding="utf-8")
-    return path
-
-
-def write_jams(analysis: Analysis, path: str | Path) -> Path:
-    from edm.data.jams_io import save_jams
-
-    return save_jams(analysis.to_annotation(), path)
-
-
-def write_rekordbox(
-    analyses: Sequence[Analysis], path: str | Path, *, replace_cues: bool = False,
-    base: str | Path | None = None,
-) -> Path:
-    """A Rekordbox XML with edm's grid and section cues for every track.
-
-    With ``base`` (the XML the tracks came from) that library is updated in place of a new
-    one: each track's TEMPO entries are replaced and its own cues kept unless
-    ``replace_cues``.
-    """
-    from edm.data.rekordbox import write_rekordbox_xml
-
-    annotations = [a.to_annotation(keep_user_cues=not replace_cues) for a in analyses]
-    return write_rekordbox_xml(annotations, path, replace_cues=replace_cues, base=base)
-
-
-def write_csv(analyses: Sequence[Analysis], path: str | Path) -> Path:
-    """One row per section cue (see :mod:`edm.data.csv_io` for columns)."""
-    from edm.data.csv_io import write_cue_csv
-
-    write_cue_csv([a.to_annotation(keep_user_cues=False) for a in analyses], path)
-    return Path(path)

@@ -1,4 +1,4 @@
-"""One call from an audio file to an :class:`~edm.analysis.Analysis`, in layers.
+"""One call from an audio file to an :class:`~edm.analyze.result.Analysis`, in layers.
 
 ``embed`` → ``activations`` → ``decode`` → :func:`analyze`. Each layer is usable alone, so
 tests and benchmarks can enter at any of them (e.g. decode activations synthesised from a
@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from edm.analysis import Analysis
+from edm.analyze.result import Analysis
 from edm.data.schema import Section, TrackAnnotation
 from edm.decode import BeatGrid, DecodeError, decode_beats, decode_sections
 from edm.heads.activations import Activations
 
-DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
+DEFAULT_MODEL_DIR = Path(__file__).parent.parent / "default_model"
 #: Shorter audio has too few beats for a grid (and no sections to speak of).
 MIN_DURATION_S = 8.0
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edm.analysis import CUE_COLORS, Analysis
+from edm.analyze.result import CUE_COLORS, Analysis
 
 
 def _mmss(seconds: float, _pos: object = None) -> str:
