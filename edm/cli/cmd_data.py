@@ -81,6 +81,7 @@ Examples:
   edm data import rekordbox.xml --out annotations/
   edm data import rekordbox.xml --out annotations/ --playlist "Peak Time" --tier 1
   edm data import rekordbox.xml --out annotations/ --audio-root /mnt/music
+  edm data import song.osu --out annotations/     # also .sm .ssc .qua charts, .mmp(z)
 \b
 Exit codes: 0 imported (repairs are listed on stderr), 1 the file could not be read or
 some tracks were skipped.""")
@@ -106,6 +107,10 @@ def import_command(
     Reads every TRACK (grid from TEMPO, cues from POSITION_MARK, key, BPM, duration) with a
     hardened XML parser; problems in single tracks are repaired or skipped and listed.
     """
+    from edm.cli.truth_import import TRUTH_SUFFIXES, import_truth_file
+
+    if xml.suffix.lower() in TRUTH_SUFFIXES:  # a chart or LMMS project: exact Tier-1 grid
+        return import_truth_file(xml, out_dir, as_json=as_json)
     from edm.data.rekordbox import RekordboxError, paused_gc, read_rekordbox_xml
 
     show = not as_json and sys.stderr.isatty()
