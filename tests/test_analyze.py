@@ -202,3 +202,51 @@ def test_csv_lists_one_named_cue_per_section(tmp_path: Path, tracks) -> None:
     # Section cues sit on downbeats: beat 1 of the grid, within a millisecond.
     assert all(r["beat_in_bar"] == "1" and abs(float(r["grid_offset_ms"])) < 1.0
                for r in rows[1:])
+
+
+def test_a_fitted_energy_head_gives_the_section_energy(tmp_path: Path, tracks) -> None:
+    """Heads with an energy head: `edm analyze` reports the head's energy, not the descriptors'.
+
+    The head is fitted to a target no descriptor gives (overall = the section's position in
+    the track), so only the head's numbers can show up in the output.
+    """
+    from edm.analyze import embed
+    from edm.heads.artifacts import load_heads
+    from edm.heads.energy import EnergyHead, section_features
+
+    model = load_model()
+    rows, targets, names = [], [], None
+    for path, _ in tracks.values():
+        embedded = embed(path, model)
+        spans = [(s, s + 5.0) for s in np.arange(0.0, embedded.duration_s - 5.0, 5.0)]
+        features, names = section_features(embedded.embeddings, embedded.descriptors, spans,
+                                           embedded.frames_per_second)
+        rows.append(features)
+        targets.append([[s / embedded.duration_s] for s, _ in spans])
+    head = EnergyHead(n_estimators=200).fit(np.concatenate(rows), np.concatenate(targets),
+                                            target_names=["overall"], feature_names=names)
+    heads = load_heads(model.path)
+    heads.energy = head
+    folder = heads.save(tmp_path / "with-energy")
+
+    path, _ = tracks["techno"]
+    result = CliRunner().invoke(main, ["analyze", str(path), "--models", str(folder), "--json",
+                                       "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    analysis = json.loads(result.stdout)["analyses"][0]
+    assert analysis["energy_source"] == "energy head"
+    sections = analysis["annotation"]["sections"]
+    embedded = embed(path, model)
+    expected = head.predict_sections(embedded.embeddings, embedded.descriptors,
+                                     [(s["start_s"], s["end_s"]) for s in sections],
+                                     embedded.frames_per_second)
+    overall = [s["energy"]["overall"] for s in sections]
+    assert overall == pytest.approx([e.overall for e in expected], abs=1e-3)
+    assert overall[0] < 0.25 < 0.5 < overall[-1]  # position in the track, not loudness
+    # What the head does not predict still comes from the descriptors.
+    assert all(s["energy"]["bass"] is not None and s["energy"]["density"] is not None
+               for s in sections)
+
+    fallback = analyze(path, model)
+    assert fallback.extra["energy_source"] == "descriptors"
+    assert max(s.energy.overall for s in fallback.sections) == pytest.approx(1.0)

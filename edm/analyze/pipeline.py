@@ -10,6 +10,8 @@ known grid, or run the heads on embeddings already in memory):
   training and inference features never drift apart.
 - :func:`activations`: embeddings → per-frame probabilities (:class:`Activations`).
 - :func:`decode`: activations + descriptors → beat grid and sections (:mod:`edm.decode`).
+- :func:`section_energy`: each section's energy: the model's energy head where it has one,
+  the descriptors (:func:`edm.decode.section_energy`) for what it does not predict.
 - :func:`analyze`: all of the above for one path; :func:`analyze_many` for a batch, loading
   the model once and reporting bad files without stopping.
 
@@ -28,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from edm.analyze.result import Analysis
-from edm.data.schema import Section, TrackAnnotation
-from edm.decode import BeatGrid, DecodeError, decode_beats, decode_sections
+from edm.data.schema import EnergyData, Section, TrackAnnotation
+from edm.decode import BeatGrid, DecodeError, decode_beats, decode_sections, merge_energy
 from edm.heads.activations import Activations
 
 DEFAULT_MODEL_DIR = Path(__file__).parent.parent / "default_model"
@@ -189,6 +191,23 @@ def decode(
     return grid, sections
 
 
+def section_energy(
+    embedded: Embedded, sections: list[Section], model: Model
+) -> tuple[list[Section], str]:
+    """Sections with the energy head's predictions over the descriptor energy, and where the
+    energy came from (``"energy head"`` or ``"descriptors"``)."""
+    energy_head = getattr(model.heads, "energy", None)
+    if energy_head is None or not sections:
+        return sections, "descriptors"
+    predicted = model.heads.predict_energy(
+        embedded.embeddings, embedded.descriptors, sections, embedded.frames_per_second)
+    rounded = [EnergyData(**{k: round(v, 4) for k, v in p.model_dump(exclude_none=True).items()})
+               for p in predicted]
+    merged = merge_energy([s.energy for s in sections], rounded)
+    return [s.model_copy(update={"energy": e}) for s, e in zip(sections, merged, strict=True)
+            ], "energy head"
+
+
 def analyze(
     path: str | Path, model: Model | None = None, *, store: Any = None, backbone: Any = None,
     base: TrackAnnotation | None = None,
@@ -206,12 +225,14 @@ def analyze(
                                 duration_s=embedded.duration_s)
     except DecodeError as error:
         raise AnalyzeError(f"{path}: {error}") from error
+    sections, energy_source = section_energy(embedded, sections, model)
     return Analysis(
         path=str(Path(path).resolve()), duration_s=round(embedded.duration_s, 4), grid=grid,
         sections=sections, model=model.name, backbone=model.backbone_key,
         content_hash=embedded.content_hash, elapsed_s=time.perf_counter() - started, base=base,
         extra={"envelope": envelope(embedded.descriptors, embedded.frames_per_second),
-               "beat_source": "onsets (beat head silent)" if fallback is not None else "heads"},
+               "beat_source": "onsets (beat head silent)" if fallback is not None else "heads",
+               "energy_source": energy_source},
     )
 
 

@@ -9,7 +9,8 @@ the annotation writers in :mod:`edm.data` and what ``edm analyze`` writes is wha
 JSON format (``edm analyze --format json``)::
 
     {"format": "edm-analysis", "version": 1, "path": ..., "model": ..., "backbone": ...,
-     "bpm": ..., "elapsed_s": ..., "annotation": {<TrackAnnotation as JSON>}}
+     "bpm": ..., "elapsed_s": ..., "beat_source": "heads" | "onsets (beat head silent)",
+     "energy_source": "energy head" | "descriptors", "annotation": {<TrackAnnotation as JSON>}}
 
 ``edm evaluate`` reads these files back (``edm.evaluate.load_prediction``).
 """
@@ -115,5 +116,6 @@ class Analysis:
             "bpm": round(self.bpm, 3),
             "elapsed_s": round(self.elapsed_s, 3),
             "beat_source": self.extra.get("beat_source", "heads"),
+            "energy_source": self.extra.get("energy_source", "descriptors"),
             "annotation": annotation_to_dict(self.to_annotation()),
         }

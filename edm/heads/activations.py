@@ -2,6 +2,19 @@
 
 Convention: frame ``i`` describes the audio around ``i / frames_per_second`` seconds; every
 array shares the store's frame rate, which travels with the data, never as a constant.
+
+Times and frames meet in three helpers, with one rounding rule (nearest frame):
+
+- :func:`to_frame`: seconds → frame index (``round(t * fps)``);
+- :func:`span`: ``[start_s, end_s)`` → a slice of at least one frame inside the track;
+- :func:`sample`: per-frame values at arbitrary times (linear between frames, 0 outside).
+
+>>> to_frame(np.array([0.0, 0.26, 1.0]), 10.0).tolist()
+[0, 3, 10]
+>>> span(0.26, 0.5, 10.0, n_frames=8)
+slice(3, 5, None)
+>>> sample(np.array([0.0, 1.0, 0.0]), 10.0, np.array([0.05, 0.1, 5.0])).tolist()
+[0.5, 1.0, 0.0]
 """
 
 from __future__ import annotations
@@ -10,6 +23,40 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+#: The per-frame event tasks every head predicts, in one order (targets, losses, files, metrics).
+EVENT_TASKS: tuple[str, ...] = ("beat", "downbeat", "boundary")
+
+
+def to_frame(time_s: float | np.ndarray, frames_per_second: float) -> int | np.ndarray:
+    """Nearest frame index of a time (or times) in seconds; not clipped to the track."""
+    frames = np.round(np.asarray(time_s, dtype=float) * frames_per_second).astype(np.int64)
+    return int(frames) if frames.ndim == 0 else frames
+
+
+def span(start_s: float, end_s: float, frames_per_second: float, n_frames: int) -> slice:
+    """Frames of ``[start_s, end_s)``: nearest frames of both ends, clipped to the track,
+    never empty (a section shorter than a frame still has its one frame)."""
+    first = min(max(int(to_frame(start_s, frames_per_second)), 0), max(n_frames - 1, 0))
+    last = min(max(int(to_frame(end_s, frames_per_second)), first + 1), n_frames)
+    return slice(first, last)
+
+
+def sample(values: np.ndarray, frames_per_second: float, times_s: np.ndarray) -> np.ndarray:
+    """Per-frame ``values`` at arbitrary times: linear between frames, 0 outside the track.
+
+    Offsets finer than a frame still show when averaged over many times (the audit's phase
+    search relies on it).
+    """
+    frames = np.asarray(times_s, dtype=float) * frames_per_second
+    # Index arithmetic instead of np.interp: the frame grid is regular, so no search is needed
+    # (the audit's inner loop: every phase hypothesis samples every beat).
+    padded = np.concatenate([[0.0], np.asarray(values, dtype=float), [0.0]])
+    position = np.clip(frames + 1.0, 0.0, len(padded) - 1.0)
+    index = np.minimum(position.astype(np.int64), len(padded) - 2)
+    weight = position - index
+    out = padded[index] * (1.0 - weight) + padded[index + 1] * weight
+    return np.where((frames < 0) | (frames > len(values) - 1), 0.0, out)
 
 
 @dataclass(frozen=True)
@@ -73,9 +120,7 @@ def average_probabilities(
 
     has_section = all("section" in probabilities for probabilities in per_net)
     return Activations(
-        beat=mean("beat"),
-        downbeat=mean("downbeat"),
-        boundary=mean("boundary"),
+        **{task: mean(task) for task in EVENT_TASKS},
         frames_per_second=frames_per_second,
         section=mean("section") if has_section else None,
         section_labels=section_labels if has_section else (),

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from edm.data.schema import EnergyData, Section, TrackAnnotation
+from edm.heads.activations import span
 
 #: What the head predicts, and the range each prediction is clipped to.
 ENERGY_TARGETS: dict[str, tuple[float, float]] = {
@@ -41,6 +42,8 @@ ENERGY_TARGETS: dict[str, tuple[float, float]] = {
 }
 #: Descriptors whose section means are also given relative to the track's loudest section.
 _LEVEL_DESCRIPTORS = ("rms", "bass", "mid", "high")
+#: Energy bands measured from the descriptors (energy field → descriptor): :func:`section_levels`.
+LEVEL_BANDS: dict[str, str] = {"overall": "rms", "bass": "bass", "mid": "mid", "high": "high"}
 #: A target needs this many labelled sections before a model is fitted for it.
 MIN_ROWS = 8
 
@@ -80,12 +83,11 @@ def section_features(
     rows = []
     means: dict[str, list[float]] = {name: [] for name in descriptor_names}
     for start_s, end_s in spans:
-        first = min(max(round(start_s * frames_per_second), 0), n_frames - 1)
-        last = min(max(round(end_s * frames_per_second), first + 1), n_frames)
-        piece = embeddings[first:last]
+        frames = span(start_s, end_s, frames_per_second, n_frames)
+        piece = embeddings[frames]
         row = [*piece.mean(axis=0), *piece.std(axis=0)]
         for name in descriptor_names:
-            means[name].append(float(np.mean(descriptors[name][first:last])))  # type: ignore[index]
+            means[name].append(float(np.mean(descriptors[name][frames])))  # type: ignore[index]
         rows.append(row)
     features = np.asarray(rows, dtype=np.float64)
     extra = [np.asarray(means[name]) for name in descriptor_names]
@@ -110,29 +112,56 @@ def energy_targets(annotation: TrackAnnotation) -> tuple[list[Section], np.ndarr
     return sections, targets
 
 
+def section_rms(
+    values: np.ndarray, sections: Sequence[Section | tuple[float, float]],
+    frames_per_second: float,
+) -> np.ndarray:
+    """RMS of a per-frame descriptor over each section's frames (:func:`span`)."""
+    values = np.asarray(values, dtype=float)
+    return np.asarray([
+        np.sqrt(np.mean(np.square(values[span(start_s, end_s, frames_per_second, len(values))])))
+        for start_s, end_s in _spans(sections)
+    ])
+
+
+def section_levels(
+    descriptors: Mapping[str, np.ndarray],
+    sections: Sequence[Section | tuple[float, float]],
+    frames_per_second: float,
+) -> dict[str, np.ndarray]:
+    """Level of each section relative to the track's loudest section (1.0), per band.
+
+    The one definition of descriptor energy: :data:`LEVEL_BANDS` ``overall``/``bass``/
+    ``mid``/``high`` are the RMS of the ``rms``/``bass``/``mid``/``high`` descriptor over the
+    section divided by the largest such RMS among the track's sections. Decoding reports it
+    (:mod:`edm.decode.energy`) and the energy head learns it where nobody rated a track.
+
+    >>> levels = section_levels({"rms": np.array([1.0, 1.0, 2.0, 2.0])}, [(0, 2), (2, 4)], 1.0)
+    >>> levels["overall"].tolist()
+    [0.5, 1.0]
+    """
+    levels = {}
+    for name, source in LEVEL_BANDS.items():
+        if source in descriptors and len(descriptors[source]):
+            rms = section_rms(descriptors[source], sections, frames_per_second)
+            levels[name] = rms / max(float(np.max(rms, initial=0.0)), 1e-9)
+    return levels
+
+
 def descriptor_targets(
     descriptors: Mapping[str, np.ndarray],
     sections: Sequence[Section | tuple[float, float]],
     frames_per_second: float,
 ) -> np.ndarray:
-    """Band RMS of each section relative to the track's loudest section, as targets.
+    """:func:`section_levels` of each section as targets.
 
     Columns follow :data:`ENERGY_TARGETS`; ``rating`` is NaN (nobody rated it).
     """
-    spans = _spans(sections)
-    columns = {"overall": "rms", "bass": "bass", "mid": "mid", "high": "high"}
-    targets = np.full((len(spans), len(ENERGY_TARGETS)), np.nan)
+    levels = section_levels(descriptors, sections, frames_per_second)
+    targets = np.full((len(_spans(sections)), len(ENERGY_TARGETS)), np.nan)
     for column, name in enumerate(ENERGY_TARGETS):
-        source = columns.get(name)
-        if source is None or source not in descriptors:
-            continue
-        values = descriptors[source]
-        means = []
-        for start_s, end_s in spans:
-            first = round(start_s * frames_per_second)
-            last = max(round(end_s * frames_per_second), first + 1)
-            means.append(float(np.sqrt(np.mean(np.square(values[first:last])))))
-        targets[:, column] = np.asarray(means) / max(max(means), 1e-9)
+        if name in levels:
+            targets[:, column] = levels[name]
     return targets
 
 

@@ -1,0 +1,254 @@
+"""Tempo from a beat activation: global tempo, grid fits and local tempo runs.
+
+- :func:`estimate_tempo` — autocorrelation proposes periods; each candidate (and its octaves)
+  is scored by how well a regular grid explains the beat peaks (precision × recall), weighted
+  by an EDM tempo prior (flat over 70–180 BPM). The downbeat activation then checks the
+  octave: a bar must be four beats long.
+- :func:`grid_fit` — best phase of a regular grid and its F-score against peaks.
+- :func:`local_tempi` and :func:`tempo_runs` — windowed local tempo and the stretches of one
+  tempo that become grid segments (:mod:`edm.decode.beats`).
+
+Periods and phases are in frames (the activation's own unit); every knob is in seconds or BPM
+and converted with the activation's frame rate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edm.decode.peaks import Peaks, find_peaks, pick_peaks, refine
+from edm.heads.activations import Activations
+
+#: Tempo range that EDM lives in; candidates outside it are down-weighted, not forbidden.
+EDM_MIN_BPM = 70.0
+EDM_MAX_BPM = 180.0
+#: Search range for tempo candidates before the prior.
+SEARCH_MIN_BPM = 50.0
+SEARCH_MAX_BPM = 240.0
+#: A beat peak this close to a grid position counts as explained (mir_eval's beat window is
+#: ±70 ms; half of it keeps the score sharp enough to separate nearby tempi).
+MATCH_TOLERANCE_S = 0.035
+#: Local tempo windows: long enough for ~40 beats, short enough to see a tempo change.
+WINDOW_S = 20.0
+_HOP_S = 5.0
+#: Two local tempi closer than this (relative) are the same tempo.
+_SAME_TEMPO = 0.015
+#: A tempo stretch must last this long to become its own grid segment.
+_MIN_SEGMENT_S = 30.0
+#: Beat peaks: at least this share of the activation's maximum, and a quarter beat at 240 BPM
+#: apart.
+_PEAK_SHARE = 0.2
+_PEAK_DISTANCE_S = 0.0625
+
+
+class DecodeError(ValueError):
+    """Activations that cannot be decoded (too short, silent)."""
+
+
+def activation_peaks(activation: np.ndarray, fps: float) -> Peaks:
+    """The peaks decoding fits grids to: at least 20 % of the maximum, 1/16 s apart."""
+    top = float(np.max(activation, initial=0.0))
+    if top <= 0:
+        return Peaks(np.zeros(0), np.zeros(0), fps)
+    return pick_peaks(activation, fps, height=_PEAK_SHARE * top, min_distance_s=_PEAK_DISTANCE_S)
+
+
+def grid_fit(
+    period: float, peak_frames: np.ndarray, peak_heights: np.ndarray, tolerance: float
+) -> tuple[float, float]:
+    """Best phase (frames) of a grid with ``period`` frames, and its F-score vs the peaks.
+
+    Precision: share of grid positions with a peak within ``tolerance``; recall: share of
+    peak mass within ``tolerance`` of the grid. Half tempo keeps precision and halves recall;
+    double tempo keeps recall and halves precision; the F-score penalises both equally.
+    """
+    if len(peak_frames) == 0:
+        return 0.0, 0.0
+    # Each peak votes for the phase it implies; the circular weighted histogram's best bin wins.
+    phases = np.mod(peak_frames, period)
+    n_bins = max(8, int(np.ceil(period / max(tolerance, 0.5))))
+    bins = np.floor(phases / period * n_bins).astype(int) % n_bins
+    votes = np.bincount(bins, weights=peak_heights, minlength=n_bins)
+    votes = votes + np.roll(votes, 1) + np.roll(votes, -1)
+    best = int(np.argmax(votes))
+    centre = (best + 0.5) * period / n_bins
+    near = np.abs((phases - centre + period / 2) % period - period / 2) <= 1.5 * period / n_bins
+    if near.any():
+        # Circular mean of the voting phases refines the bin centre.
+        angles = phases[near] / period * 2 * np.pi
+        mean = np.angle(np.sum(peak_heights[near] * np.exp(1j * angles)))
+        centre = (mean % (2 * np.pi)) / (2 * np.pi) * period
+    distance = np.abs((peak_frames - centre + period / 2) % period - period / 2)
+    hit = distance <= tolerance
+    recall = float(peak_heights[hit].sum() / peak_heights.sum())
+    # Count grid positions inside the span the peaks cover (silence before/after is not a miss).
+    first, last = peak_frames.min(), peak_frames.max()
+    n_grid = max(1.0, np.floor((last - first) / period) + 1)
+    hit_positions = len(np.unique(np.round((peak_frames[hit] - centre) / period)))
+    precision = min(1.0, hit_positions / n_grid)
+    score = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    return centre, score
+
+
+def _windowed_score(period: float, peaks: Peaks, tolerance: float) -> float:
+    """Mean grid F-score over ``WINDOW_S`` windows, each with its own phase.
+
+    Scoring windows rather than the whole track keeps a tempo change from ruining every
+    candidate (a single grid fits only one side of the change).
+    """
+    frames, heights = peaks.frames, peaks.heights
+    window, hop = WINDOW_S * peaks.frames_per_second, WINDOW_S * peaks.frames_per_second / 2
+    if len(frames) == 0:
+        return 0.0
+    first, last = float(frames.min()), float(frames.max())
+    scores = []
+    start = first
+    while True:
+        inside = (frames >= start) & (frames < start + window)
+        if inside.sum() >= 4:
+            scores.append(grid_fit(period, frames[inside], heights[inside], tolerance)[1])
+        if start + window >= last:
+            break
+        start += hop
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def _tempo_prior(bpm: float, min_bpm: float = EDM_MIN_BPM, max_bpm: float = EDM_MAX_BPM) -> float:
+    """1 inside ``[min_bpm, max_bpm]``; falls off by a Gaussian of 1/4 octave outside it."""
+    if min_bpm <= bpm <= max_bpm:
+        return 1.0
+    edge = min_bpm if bpm < min_bpm else max_bpm
+    return float(np.exp(-0.5 * (np.log2(bpm / edge) / 0.25) ** 2))
+
+
+def _autocorr_periods(activation: np.ndarray, fps: float, n: int = 4) -> list[float]:
+    """The ``n`` strongest autocorrelation lags (frames, sub-frame) within the search range."""
+    x = activation - activation.mean()
+    size = 1 << int(np.ceil(np.log2(2 * len(x))))
+    spectrum = np.fft.rfft(x, size)
+    ac = np.fft.irfft(spectrum * np.conj(spectrum))[: len(x)]
+    lo = max(2, int(np.floor(60.0 * fps / SEARCH_MAX_BPM)))
+    hi = min(len(ac) - 2, int(np.ceil(60.0 * fps / SEARCH_MIN_BPM)))
+    if hi <= lo:
+        return []
+    lags = find_peaks(ac[lo : hi + 1])
+    lags = lags + lo
+    lags = lags[np.argsort(ac[lags])[::-1][:n]]
+    # The parabola through each lag and its neighbours gives the period to a fraction of a frame.
+    return [float(period) for period in refine(ac, lags)]
+
+
+def estimate_tempo(
+    activations: Activations, *, min_bpm: float = EDM_MIN_BPM, max_bpm: float = EDM_MAX_BPM
+) -> float:
+    """Global tempo in BPM from the beat activation, octave-checked with the downbeats.
+
+    Raises :class:`DecodeError` when the beat activation has no peaks (silence).
+    """
+    fps = activations.frames_per_second
+    peaks = activation_peaks(activations.beat, fps)
+    if len(peaks) < 4:
+        raise DecodeError("no beats found in the beat activation (silent or too short)")
+    period = best_period(activations.beat, peaks, min_bpm, max_bpm)
+    period = _octave_check_with_downbeats(activations.downbeat, period, fps)
+    return 60.0 * fps / period
+
+
+def best_period(activation: np.ndarray, peaks: Peaks, min_bpm: float, max_bpm: float) -> float:
+    """The period (frames) whose grid best explains ``peaks``, times the tempo prior."""
+    fps = peaks.frames_per_second
+    tolerance = MATCH_TOLERANCE_S * fps
+    candidates: set[float] = set()
+    for period in _autocorr_periods(activation, fps) or [60.0 * fps / 120.0]:
+        for ratio in (0.5, 2.0 / 3.0, 1.0, 1.5, 2.0):
+            candidates.add(period * ratio)
+
+    scored = []
+    for period in candidates:
+        bpm = 60.0 * fps / period
+        if not SEARCH_MIN_BPM <= bpm <= SEARCH_MAX_BPM:
+            continue
+        score = _windowed_score(period, peaks, tolerance)
+        scored.append((score * _tempo_prior(bpm, min_bpm, max_bpm), period))
+    if not scored:
+        raise DecodeError("no tempo candidate in the search range")
+    return max(scored)[1]
+
+
+def _octave_check_with_downbeats(downbeat: np.ndarray, period: float, fps: float) -> float:
+    """Halve or double the beat period when the downbeats say a bar is not four beats.
+
+    Only a clear downbeat verdict (25 % better than four beats per bar) changes the tempo.
+    """
+    peaks = activation_peaks(downbeat, fps)
+    if len(peaks) < 4:
+        return period
+    tolerance = MATCH_TOLERANCE_S * fps * 2
+    scores = {
+        beats: grid_fit(period * beats, peaks.frames, peaks.heights, tolerance)[1]
+        for beats in (2, 4, 8)
+    }
+    best = max(scores, key=lambda beats: scores[beats])
+    if best != 4 and scores[best] > 1.25 * scores[4]:
+        candidate = period * best / 4
+        if SEARCH_MIN_BPM <= 60.0 * fps / candidate <= SEARCH_MAX_BPM:
+            return candidate
+    return period
+
+
+def local_tempi(
+    activation: np.ndarray, fps: float, global_period: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Window centres (frames) and local periods, searched within ±35 % of the global period."""
+    window, hop = int(WINDOW_S * fps), int(_HOP_S * fps)
+    tolerance = MATCH_TOLERANCE_S * fps
+    centres, periods, scores = [], [], []
+    for start in range(0, max(1, len(activation) - window + 1), hop):
+        chunk = activation[start : start + window]
+        peaks = activation_peaks(chunk, fps)
+        if len(peaks) < 8:
+            continue
+        candidates = [p for p in _autocorr_periods(chunk, fps, n=6)
+                      if 0.65 * global_period <= p <= 1.35 * global_period]
+        candidates.append(global_period)
+        scored = [(grid_fit(p, peaks.frames, peaks.heights, tolerance)[1], p) for p in candidates]
+        score, best = max(scored)
+        centres.append(start + window / 2)
+        periods.append(best)
+        scores.append(score)
+    centres_a, periods_a, scores_a = np.asarray(centres), np.asarray(periods), np.asarray(scores)
+    # A window straddling a tempo change fits no single tempo well and reports an in-between
+    # tempo; dropping poorly fitting windows keeps it from becoming a segment of its own.
+    keep = scores_a >= 0.85 * np.median(scores_a) if len(scores_a) else scores_a.astype(bool)
+    return centres_a[keep], periods_a[keep]
+
+
+def tempo_runs(centres: np.ndarray, periods: np.ndarray) -> list[tuple[float, float]]:
+    """Group consecutive windows of the same tempo: (first centre, last centre) frames each.
+
+    Runs shorter than ``_MIN_SEGMENT_S`` are absorbed by their neighbours (a fill or a
+    breakdown without drums is not a tempo change).
+    """
+    runs: list[list[int]] = []
+    for i, period in enumerate(periods):
+        if runs and abs(period / np.median(periods[runs[-1]]) - 1) < _SAME_TEMPO:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    min_windows = max(2, round((_MIN_SEGMENT_S - WINDOW_S) / _HOP_S) + 1)
+    merged: list[list[int]] = []
+    for run in runs:
+        if (len(run) < min_windows and merged) or (merged and len(merged[-1]) < min_windows):
+            merged[-1].extend(run)
+        else:
+            merged.append(list(run))
+    # Merge neighbours that ended up at the same tempo after absorbing short runs.
+    final: list[list[int]] = []
+    for run in merged:
+        if final and abs(np.median(periods[run]) / np.median(periods[final[-1]]) - 1) < _SAME_TEMPO:
+            final[-1].extend(run)
+        else:
+            final.append(run)
+    return [(float(centres[r[0]]), float(centres[r[-1]])) for r in final]
+
+
