@@ -178,7 +178,7 @@ def run_demo(
             state[name] = analyses
         first = state["fitted"][0]
         report.plot = str(plot_analysis(first, root / "analysis.png"))
-        report.rekordbox_xml = str(write_rekordbox([first], root / "analysis.xml"))
+        report.rekordbox_xml = str(write_rekordbox([first], root / "analysis.xml").path)
         return (f"{len(audio_files)} held-out tracks with the default and the fitted model; "
                 f"plot and Rekordbox XML of {Path(first.path).name}")
 

@@ -63,7 +63,7 @@ def test_fixture_counts_and_round_trip(name: str, libraries: dict, tmp_path: Pat
                for a in library.tracks)
     assert library.product_version == name.split("-")[1]
 
-    out = write_rekordbox_xml(library.tracks, tmp_path / "export.xml")
+    out = write_rekordbox_xml(library.tracks, tmp_path / "export.xml").path
     again = read_rekordbox_xml(out)
     assert [_labels(a) for a in again.tracks] == [_labels(a) for a in library.tracks]
 
@@ -243,7 +243,8 @@ def test_bad_tracks_are_reported_and_the_rest_imported(tmp_path: Path) -> None:
     assert good.cues == [Cue(start_s=64.5, end_s=72.5, kind="hot", slot=2, name="Drop",
                              color="#FF0080")]
     assert good.metadata.provenance == {
-        "xml": str(tmp_path / "lib.xml"), "rekordbox_version": "6.8.2", "track_id": "1"
+        "xml": str(tmp_path / "lib.xml"), "rekordbox_version": "6.8.2", "track_id": "1",
+        "location": "file://localhost/m/good.mp3",
     }
 
 
@@ -323,7 +324,7 @@ def test_writer_output_is_rekordbox_shaped_and_round_trips(tmp_path: Path) -> No
               Cue(start_s=30.0, end_s=32.0, kind="hot", slot=7, name="Loop", color="#00FF80")],
         key="Am", bpm=128.0, energy_rating=6,
     )
-    path = write_rekordbox_xml([annotation], tmp_path / "out.xml")
+    path = write_rekordbox_xml([annotation], tmp_path / "out.xml").path
     text = path.read_text(encoding="utf-8")
     assert text.startswith('<?xml version="1.0" encoding="UTF-8"?>\n<DJ_PLAYLISTS')
     root = parse(str(path)).getroot()
@@ -357,17 +358,14 @@ def test_writer_updates_a_base_export(tmp_path: Path) -> None:
     demo = next(a for a in original.tracks if a.track.title == "Demo Track 1")
     corrected = demo.model_copy(update={
         "grid": [TempoSegment(start_s=0.030, bpm=128.0)],
-        "cues": [Cue(start_s=60.030, kind="hot", slot=0, name="Drop")],
+        "cues": [*demo.cues[1:], Cue(start_s=60.030, kind="hot", slot=0, name="Drop")],
     })
     new = TrackAnnotation(track=TrackIdentity(path="/music/new.mp3", duration_s=10, title="N"))
-    out = write_rekordbox_xml([corrected, new], tmp_path / "merged.xml", base=base)
-    merged = read_rekordbox_xml(out)
+    report = write_rekordbox_xml([corrected, new], tmp_path / "merged.xml", base=base)
+    assert (report.updated, report.added, report.unchanged) == (1, 1, 5)
+    merged = read_rekordbox_xml(report.path)
     assert len(merged.tracks) == len(original.tracks) + 1
     again = next(a for a in merged.tracks if a.track.title == "Demo Track 1")
     assert again.grid == corrected.grid and again.cues == corrected.cues
     others = [_labels(a) for a in merged.tracks if a.track.title not in ("Demo Track 1", "N")]
     assert others == [_labels(a) for a in original.tracks if a.track.title != "Demo Track 1"]
-
-    kept = write_rekordbox_xml([corrected], tmp_path / "kept.xml", base=base, replace_cues=False)
-    cues = next(a for a in read_rekordbox_xml(kept).tracks if a.track.title == "Demo Track 1").cues
-    assert len(cues) == len(demo.cues) + 1

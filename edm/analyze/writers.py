@@ -10,8 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edm.analyze.result import Analysis
+
+if TYPE_CHECKING:
+    from edm.data.rekordbox import RekordboxWrite
 
 #: Output formats; the first is the default.
 FORMATS: tuple[str, ...] = ("json", "jams", "rekordbox", "csv")
@@ -44,18 +48,20 @@ def write_jams(analysis: Analysis, path: str | Path) -> Path:
 
 def write_rekordbox(
     analyses: Sequence[Analysis], path: str | Path, *, replace_cues: bool = False,
-    base: str | Path | None = None,
-) -> Path:
+    replace_grid: bool = False, base: str | Path | None = None,
+) -> RekordboxWrite:
     """A Rekordbox XML with edm's grid and section cues for every track.
 
-    With ``base`` (the XML the tracks came from) that library is updated in place of a new
-    one: each track's TEMPO entries are replaced and its own cues kept unless
-    ``replace_cues``.
+    With ``base`` (the XML the tracks came from) that library is updated without damage:
+    the DJ's grid is kept unless ``replace_grid``, section cues go on its downbeats and are
+    merged with the DJ's own (dropped first with ``replace_cues``); see
+    :func:`edm.data.rekordbox.write_back_xml`.
     """
-    from edm.data.rekordbox import write_rekordbox_xml
+    from edm.data.rekordbox import write_back_xml
 
-    annotations = [a.to_annotation(keep_user_cues=not replace_cues) for a in analyses]
-    return write_rekordbox_xml(annotations, path, replace_cues=replace_cues, base=base)
+    annotations = [a.to_annotation(keep_user_cues=False) for a in analyses]
+    return write_back_xml(annotations, path, base=base, replace_grid=replace_grid,
+                          replace_cues=replace_cues)
 
 
 def write_csv(analyses: Sequence[Analysis], path: str | Path) -> Path:
@@ -78,19 +84,25 @@ class AnalysisWriter:
         Also write ``<stem>.png`` per track, in ``out`` (folders) or beside it (files).
     replace_cues : bool, default=False
         Rekordbox: drop the tracks' own cues instead of keeping them.
+    replace_grid : bool, default=False
+        Rekordbox: write edm's grid over the DJ's (by default the DJ's grid is kept).
     base : path, default=None
         Rekordbox: the XML the tracks came from, updated instead of a new library.
     """
 
     def __init__(self, fmt: str, out: str | Path | None = None, *, plot: bool = False,
-                 replace_cues: bool = False, base: str | Path | None = None) -> None:
+                 replace_cues: bool = False, replace_grid: bool = False,
+                 base: str | Path | None = None) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
         self.fmt = fmt
         self.out = Path(out) if out is not None else Path(DEFAULT_OUT[fmt])
         self.plot = plot
         self.replace_cues = replace_cues
+        self.replace_grid = replace_grid
         self.base = base
+        #: What the Rekordbox write did (grid disagreements …); None for other formats.
+        self.rekordbox: RekordboxWrite | None = None
         self.analyses: list[Analysis] = []
 
     @property
@@ -114,7 +126,8 @@ class AnalysisWriter:
         if not self.analyses:
             return
         if self.fmt == "rekordbox":
-            write_rekordbox(self.analyses, self.out, replace_cues=self.replace_cues,
-                            base=self.base)
+            self.rekordbox = write_rekordbox(self.analyses, self.out,
+                                             replace_cues=self.replace_cues,
+                                             replace_grid=self.replace_grid, base=self.base)
         elif self.fmt == "csv":
             write_csv(self.analyses, self.out)

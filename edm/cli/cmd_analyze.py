@@ -62,8 +62,10 @@ Examples:
   edm analyze track.flac --models models/mine --format jams --out jams/
   edm analyze track.mp3 --json                 # results as JSON on stdout
 \b
-Rekordbox output writes the beat grid and a named memory cue at every section start; your own
-cues are kept unless --replace-cues. Import the file in Rekordbox (Preferences > View >
+Rekordbox output adds a named memory cue on the downbeat at every section start to the XML's
+tracks, merged with your own cues (kept unless --replace-cues); your beat grid is kept unless
+--replace-grid, and tracks where edm's tempo disagrees with it are listed. Every other attribute
+and your playlists are left exactly as written. Import the file in Rekordbox (Preferences > View >
 rekordbox xml) or check it with `edm data import`.
 Exit codes: 0 every input analysed, 1 some inputs failed (each named on stderr), 2 usage.""")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -79,12 +81,14 @@ Exit codes: 0 every input analysed, 1 some inputs failed (each named on stderr),
 @click.option("--plot", is_flag=True, help="Also write a PNG per track next to the output.")
 @click.option("--replace-cues", is_flag=True,
               help="Rekordbox output: drop the tracks' existing cues instead of keeping them.")
+@click.option("--replace-grid", is_flag=True,
+              help="Rekordbox output: write edm's beat grid over the DJ's (kept by default).")
 @click.option("--audio-root", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Where a Rekordbox XML's audio lives on this machine.")
 @click.option("--json", "as_json", is_flag=True, help="Print the analyses as JSON on stdout.")
 def command(inputs: tuple[Path, ...], model_dir: Path | None, store_path: Path | None, fmt: str,
-            out_path: Path | None, plot: bool, replace_cues: bool, audio_root: Path | None,
-            as_json: bool) -> None:
+            out_path: Path | None, plot: bool, replace_cues: bool, replace_grid: bool,
+            audio_root: Path | None, as_json: bool) -> None:
     """Beat grid, phrase-aligned sections and energy for tracks, folders or a Rekordbox XML."""
     from edm.analyze import AnalysisWriter, AnalyzeError, analyze_many, load_model
 
@@ -98,7 +102,8 @@ def command(inputs: tuple[Path, ...], model_dir: Path | None, store_path: Path |
 
         store = EmbeddingStore(store_path)
     pairs, xml_base, problems = _collect(inputs, audio_root)
-    writer = AnalysisWriter(fmt, out_path, plot=plot, replace_cues=replace_cues, base=xml_base)
+    writer = AnalysisWriter(fmt, out_path, plot=plot, replace_cues=replace_cues,
+                            replace_grid=replace_grid, base=xml_base)
     progress = Progress(TextColumn("analyzing"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TextColumn("{task.description}"), console=_err,
                         disable=as_json or len(pairs) < 2, transient=True)
@@ -112,10 +117,12 @@ def command(inputs: tuple[Path, ...], model_dir: Path | None, store_path: Path |
             writer.add(outcome.analysis)
     writer.finish()
     analyses, out = writer.analyses, writer.out
+    rekordbox = writer.rekordbox
 
     if as_json:
         click.echo(json.dumps({"model": model.name, "out": str(out),
                                "analyses": [a.to_dict() for a in analyses],
+                               "rekordbox": rekordbox.to_dict() if rekordbox else None,
                                "problems": problems}, indent=2, ensure_ascii=False))
     else:
         table = Table(title=f"edm analyze — model: {model.name}")
@@ -131,6 +138,10 @@ def command(inputs: tuple[Path, ...], model_dir: Path | None, store_path: Path |
             Console().print(table)
             click.echo(f"wrote {fmt} → {out}" + (f" (PNGs in {writer.plot_dir})" if plot else ""),
                        err=True)
+        if rekordbox is not None:
+            for line in rekordbox.grid_disagreements + rekordbox.notes:
+                click.echo(line, err=True)
+            click.echo(rekordbox.summary(), err=True)
     for line in problems:
         click.echo(line, err=True)
     if problems:

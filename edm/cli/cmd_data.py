@@ -277,21 +277,31 @@ def validate_command(ann_dir: Path, grid_tolerance_ms: float, strict: bool, as_j
 Examples:
   edm data export annotations/ --format jams --out jams/
   edm data export annotations/ --format rekordbox --out edm.xml
-  edm data export annotations/ --format csv --out cues.csv""")
+  edm data export annotations/ --format rekordbox --base rekordbox.xml --out fixed.xml
+  edm data export annotations/ --format csv --out cues.csv
+\b
+Rekordbox: the library the annotations were imported from (or --base) is copied and only
+what the annotations changed is rewritten (grid, cues, BPM, key); every other attribute,
+track and playlist stays exactly as written.""")
 @click.argument("ann_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["jams", "rekordbox", "csv"]), required=True,
               help="jams: one .jams per track in the --out folder; rekordbox: one XML file; "
                    "csv: one row per cue.")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path),
               help="Output folder (jams) or file (rekordbox, csv).")
+@click.option("--base", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Rekordbox: the library XML to update (default: the one the annotations "
+                   "were imported from, when it is still there).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def export_command(ann_dir: Path, fmt: str, out: Path, as_json: bool) -> None:
+def export_command(ann_dir: Path, fmt: str, out: Path, base: Path | None, as_json: bool) -> None:
     """Write annotations as JAMS, Rekordbox XML or cue CSV.
 
     Files that fail to load are listed and skipped; the exit code is then 1.
     """
     folder = _load(ann_dir, as_json)
     annotations: list[TrackAnnotation] = [a for _, a in folder.annotations]
+    problems = [str(error) for error in folder.errors]
+    extra: dict[str, Any] = {}
     if fmt == "jams":
         from edm.data.jams_io import save_jams
 
@@ -299,21 +309,37 @@ def export_command(ann_dir: Path, fmt: str, out: Path, as_json: bool) -> None:
             save_jams(annotation, out / (file.stem + ".jams"))
         written = len(annotations)
     elif fmt == "rekordbox":
-        from edm.data.rekordbox import write_rekordbox_xml
+        from edm.data.rekordbox import RekordboxError, default_base, write_rekordbox_xml
 
-        write_rekordbox_xml(annotations, out)
+        try:
+            report = write_rekordbox_xml(annotations, out,
+                                         base=base or default_base(annotations))
+        except RekordboxError as error:
+            raise click.ClickException(str(error)) from error
         written = len(annotations)
+        if report.base is None and annotations:
+            report.notes.append(
+                "no original library XML found: a new file with the annotations' tracks; "
+                "attributes edm does not keep (Comments, Album, Rating …) and playlists are "
+                "only carried over with --base"
+            )
+        extra = {"rekordbox": report.to_dict()}
     else:
         from edm.data.csv_io import write_cue_csv
 
         written = write_cue_csv(annotations, out)
-    problems = [str(error) for error in folder.errors]
     if as_json:
         _echo_json({"format": fmt, "out": str(out), "tracks": len(annotations),
-                    "rows" if fmt == "csv" else "written": written, "failed": problems})
+                    "rows" if fmt == "csv" else "written": written, "failed": problems,
+                    **extra})
     else:
         _print_problems(problems)
         unit = "cue rows" if fmt == "csv" else "tracks"
-        click.echo(f"{written} {unit} written to {out} ({len(problems)} file(s) failed)")
-    if problems:
+        if "rekordbox" in extra:
+            for line in report.notes:
+                click.echo(line, err=True)
+            click.echo(report.summary())
+        else:
+            click.echo(f"{written} {unit} written to {out} ({len(problems)} file(s) failed)")
+    if folder.errors:
         sys.exit(1)

@@ -45,7 +45,6 @@ import math
 import os
 import re
 import tempfile
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,19 +56,21 @@ from xml.sax import SAXParseException
 from xml.sax.handler import ContentHandler
 
 import defusedxml
-import defusedxml.ElementTree as SafeET
 import defusedxml.sax as defused_sax
+import numpy as np
 from pydantic import ValidationError
 
-from edm.data.schema import Cue, TempoSegment, Tier, TrackAnnotation
+from edm.data.schema import Cue, TempoSegment, Tier, TrackAnnotation, beat_times, downbeat_times
 
 SOURCE = "rekordbox-xml"
 _FILE_URL_PREFIXES = ("file://localhost/", "file:///")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _ENERGY = re.compile(r"\benergy\s*[:=]?\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 _LOOP_TYPE = "4"
-#: Characters Rekordbox leaves unescaped in Location URLs (it escapes spaces and non-ASCII).
-_URL_SAFE = "/:,()!'&+=@$;~[]*"
+#: Characters Rekordbox leaves unescaped in Location URLs, as its exports show (it escapes
+#: spaces, ``'``, ``&``, ``[``, ``]``, ``<`` and non-ASCII; ``_.-~`` and letters are never
+#: escaped).
+_URL_SAFE = "/:,()!+=@$;#?*"
 _KIND_BY_EXTENSION = {
     ".mp3": "MP3 File", ".wav": "WAV File", ".aif": "AIFF File", ".aiff": "AIFF File",
     ".flac": "FLAC File", ".m4a": "M4A File", ".mp4": "M4A File", ".ogg": "OGG File",
@@ -134,8 +135,8 @@ def path_to_location(path: str | Path) -> str:
 
     >>> path_to_location("C:\\\\Music\\\\Café.mp3")
     'file://localhost/C:/Music/Caf%C3%A9.mp3'
-    >>> path_to_location("/Users/dj/Music/A & B #1.mp3")
-    'file://localhost/Users/dj/Music/A%20&%20B%20%231.mp3'
+    >>> path_to_location("/Users/dj/Music/A & B's #1 [VIP].mp3")
+    'file://localhost/Users/dj/Music/A%20%26%20B%27s%20#1%20%5BVIP%5D.mp3'
     """
     text = str(path).replace("\\", "/")
     if not _DRIVE.match(text):
@@ -204,8 +205,6 @@ def _xml_errors(path: Path) -> Iterator[None]:
             f"{path}: malformed XML ({error.getMessage()}: line {error.getLineNumber()}, "
             f"column {error.getColumnNumber()})"
         ) from error
-    except ET.ParseError as error:
-        raise RekordboxError(f"{path}: malformed XML ({error})") from error
     except OSError as error:
         raise RekordboxError(f"{path}: cannot read ({error.strerror or error})") from error
 
@@ -328,6 +327,7 @@ class _TrackReader:
 
     def __init__(self, path: Path, tier: Tier, problems: list[str]) -> None:
         self.path = path
+        self.xml = str(path.absolute())
         self.tier = tier
         self.version = ""
         self.problems = problems
@@ -437,13 +437,14 @@ class _TrackReader:
             path = location_to_path(location)
         except UnicodeDecodeError:
             path = None
-        provenance = {"xml": str(self.path), "rekordbox_version": self.version}
+        provenance = {"xml": self.xml, "rekordbox_version": self.version}
         if track_id:
             provenance["track_id"] = track_id
+        if location:
+            # Kept as written: Rekordbox matches tracks on re-import by this exact string.
+            provenance["location"] = location
         if path is None:
             self.report(raw, f"Location {location[:80]!r} is not a local file URL")
-            if location:
-                provenance["location"] = location
         rating = None
         match = _ENERGY.search(attrs.get("Comments", ""))
         if match and float(match.group(1)) <= 10:
@@ -623,6 +624,141 @@ def _locate_audio(
 
 # ---------------------------------------------------------------------------------------------
 # Writing
+#
+# A DJ's library is written back by splicing bytes, never by re-serialising a parsed tree:
+# every TRACK edm does not edit, every attribute edm does not own, the playlists and the file's
+# own formatting (line breaks inside tags, CRLF, entity spelling) pass through byte for byte.
+# edm owns a TRACK's TEMPO list, its POSITION_MARKs and, when it writes the grid or key,
+# AverageBpm and Tonality; each is rewritten only when the annotation differs from what
+# the import read from it.
+
+#: Cues closer than this are one cue when edm's cues are merged into the DJ's.
+MERGE_TOLERANCE_S = 0.010
+#: edm's tempo differs from the DJ's grid by more than this fraction: listed in the summary.
+TEMPO_DISAGREEMENT = 0.01
+#: Same tempo, but edm's beats sit further than this from the DJ's (s): listed too.
+PHASE_DISAGREEMENT_S = 0.05
+
+_START_TAG = re.compile(
+    rb"<[^\s/>]+(?:\s+[^\s=/>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*\s*/?>"
+)
+_END_TAG = re.compile(rb"</[^>]*>")
+
+
+@dataclass
+class RekordboxWrite:
+    """What a write did: counts, and one line per track whose grid edm kept but doubts."""
+
+    path: Path
+    base: Path | None = None
+    updated: int = 0
+    added: int = 0
+    unchanged: int = 0
+    cues_added: int = 0
+    cues_merged: int = 0
+    grids_replaced: int = 0
+    grid_disagreements: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for the terminal."""
+        line = (f"{self.path}: {self.updated} track(s) updated, {self.added} added, "
+                f"{self.unchanged} unchanged")
+        if self.base is not None:
+            line += f" (from {self.base}; everything else as written)"
+        if self.cues_added or self.cues_merged:
+            line += (f"; {self.cues_added} cue(s) added, {self.cues_merged} merged into "
+                     "existing ones")
+        if self.grid_disagreements:
+            line += f"; {len(self.grid_disagreements)} grid(s) edm disagrees with, kept"
+        return line
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.path), "base": str(self.base) if self.base else None,
+            "updated": self.updated, "added": self.added, "unchanged": self.unchanged,
+            "cues_added": self.cues_added, "cues_merged": self.cues_merged,
+            "grids_replaced": self.grids_replaced,
+            "grid_disagreements": self.grid_disagreements, "notes": self.notes,
+        }
+
+
+# ---- pure helpers --------------------------------------------------------------------------
+
+
+def merge_cues(
+    existing: Iterable[Cue], new: Iterable[Cue], tolerance_s: float = MERGE_TOLERANCE_S
+) -> tuple[list[Cue], int]:
+    """The cues of ``new`` that add something to ``existing``, and how many were merged.
+
+    A new cue within ``tolerance_s`` of a cue already there, or a hot cue for a slot already
+    taken, is the same cue: the one there wins (the DJ's, or the first of ``new``).
+
+    >>> dj = [Cue(start_s=10.0, kind="hot", slot=0, name="Drop")]
+    >>> added, merged = merge_cues(dj, [Cue(start_s=10.004), Cue(start_s=40.0, kind="hot",
+    ...                                  slot=0), Cue(start_s=70.0)])
+    >>> [c.start_s for c in added], merged
+    ([70.0], 2)
+    """
+    taken = list(existing)
+    new = list(new)
+    added: list[Cue] = []
+    for cue in new:
+        same = any(abs(c.start_s - cue.start_s) <= tolerance_s + 1e-9 for c in taken) or (
+            cue.kind == "hot" and any(c.kind == "hot" and c.slot == cue.slot for c in taken)
+        )
+        if not same:
+            added.append(cue)
+            taken.append(cue)
+    return added, len(new) - len(added)
+
+
+def snap_to_downbeats(cues: Iterable[Cue], grid: list[TempoSegment], end_s: float) -> list[Cue]:
+    """Move each cue (and a loop's end with it) onto the nearest downbeat of ``grid``.
+
+    >>> grid = [TempoSegment(start_s=0.608, bpm=129.0)]
+    >>> [c.start_s for c in snap_to_downbeats([Cue(start_s=0.0), Cue(start_s=8.0)], grid, 60)]
+    [0.608, 8.05]
+    """
+    downbeats = downbeat_times(grid, end_s) if grid else np.zeros(0)
+    snapped = []
+    for cue in cues:
+        if not len(downbeats):
+            snapped.append(cue)
+            continue
+        target = round(float(downbeats[np.argmin(np.abs(downbeats - cue.start_s))]), 3)
+        shift = target - cue.start_s
+        end = None if cue.end_s is None else round(cue.end_s + shift, 3)
+        snapped.append(cue.model_copy(update={"start_s": target, "end_s": end}))
+    return snapped
+
+
+def grid_disagreement(
+    dj: list[TempoSegment], edm: list[TempoSegment], end_s: float
+) -> str | None:
+    """Why edm's grid and the DJ's disagree, or None when they agree.
+
+    Tempo is compared by the median beat period (so a re-anchored grid is still one tempo);
+    at the same tempo, edm's beats further than :data:`PHASE_DISAGREEMENT_S` from the DJ's
+    nearest beat (median) disagree on phase.
+    """
+    dj_beats, edm_beats = beat_times(dj, end_s), beat_times(edm, end_s)
+    if len(dj_beats) < 2 or len(edm_beats) < 2:
+        return None
+    dj_bpm = 60.0 / float(np.median(np.diff(dj_beats)))
+    edm_bpm = 60.0 / float(np.median(np.diff(edm_beats)))
+    if abs(edm_bpm / dj_bpm - 1.0) > TEMPO_DISAGREEMENT:
+        return f"DJ grid {dj_bpm:.2f} BPM, edm {edm_bpm:.2f} BPM"
+    index = np.clip(np.searchsorted(dj_beats, edm_beats), 1, len(dj_beats) - 1)
+    distance = np.minimum(np.abs(edm_beats - dj_beats[index - 1]),
+                          np.abs(edm_beats - dj_beats[index]))
+    offset = float(np.median(distance))
+    if offset > PHASE_DISAGREEMENT_S:
+        return f"same tempo ({dj_bpm:.2f} BPM) but edm's beats sit {offset * 1000:.0f} ms off"
+    return None
+
+
+# ---- text of new elements ------------------------------------------------------------------
 
 
 def _fmt(value: float, decimals: int) -> str:
@@ -659,9 +795,13 @@ def _cue_attrs(cue: Cue) -> dict[str, str]:
 
 
 def _track_attrs(annotation: TrackAnnotation, track_id: str) -> dict[str, str]:
+    """Attributes of a TRACK edm adds; only what the annotation knows (nothing blanked)."""
     track = annotation.track
-    attrs = {"TrackID": track_id, "Name": track.title,
-             "Artist": track.artist, "Genre": track.genre}
+    attrs = {"TrackID": track_id, "Name": track.title}
+    if track.artist:
+        attrs["Artist"] = track.artist
+    if track.genre:
+        attrs["Genre"] = track.genre
     if track.path:
         attrs["Kind"] = _KIND_BY_EXTENSION.get(Path(track.path).suffix.lower(), "")
     # Whole seconds, rounded down like Rekordbox: no grid beats past the audio on re-import.
@@ -669,123 +809,543 @@ def _track_attrs(annotation: TrackAnnotation, track_id: str) -> dict[str, str]:
     attrs["AverageBpm"] = _fmt(annotation.bpm, 2) if annotation.bpm else (
         _fmt(annotation.grid[0].bpm, 2) if annotation.grid else "0.00"
     )
-    attrs["Tonality"] = annotation.key or ""
-    attrs["Comments"] = (
-        f"Energy {annotation.energy_rating:g}" if annotation.energy_rating is not None else ""
-    )
-    attrs["Location"] = path_to_location(track.path) if track.path else ""
+    if annotation.key:
+        attrs["Tonality"] = annotation.key
+    if annotation.energy_rating is not None:
+        attrs["Comments"] = f"Energy {annotation.energy_rating:g}"
+    attrs["Location"] = _location_of(annotation)
     return attrs
 
 
-def _fill_track(element: ET.Element, annotation: TrackAnnotation, replace_cues: bool) -> None:
-    for child in list(element):
-        if child.tag == "TEMPO" or (replace_cues and child.tag == "POSITION_MARK"):
-            element.remove(child)
-    existing = {
-        (child.get("Start"), child.get("Num")) for child in element.iter("POSITION_MARK")
-    }
-    for segment in annotation.grid:
-        ET.SubElement(element, "TEMPO", _tempo_attrs(segment))
-    for cue in annotation.cues:
-        attrs = _cue_attrs(cue)
-        if (attrs["Start"], attrs["Num"]) not in existing:
-            ET.SubElement(element, "POSITION_MARK", attrs)
+def _location_of(annotation: TrackAnnotation) -> str:
+    """The Location the import read (kept as written), else the path encoded like Rekordbox."""
+    original = annotation.metadata.provenance.get("location")
+    if original:
+        return original
+    return path_to_location(annotation.track.path) if annotation.track.path else ""
 
 
-def _same_track(element: ET.Element, annotation: TrackAnnotation) -> bool:
-    if annotation.track.path:
+def _escape(value: str) -> str:
+    return (value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;").replace("\n", "&#10;").replace("\r", "&#13;")
+            .replace("\t", "&#9;"))
+
+
+def _element(tag: str, attrs: dict[str, str], close: bool = True) -> str:
+    body = " ".join(f'{name}="{_escape(value)}"' for name, value in attrs.items())
+    return f"<{tag} {body}{'/' if close else ''}>"
+
+
+# ---- locating a base file's elements -------------------------------------------------------
+
+
+@dataclass
+class _Span:
+    start: int
+    tag_end: int
+    end: int = -1
+
+
+@dataclass
+class _Located:
+    """A base export's bytes and where its TRACKs (and their children) are."""
+
+    data: bytes
+    tracks: list[tuple[_RawTrack, _Span, list[_Span], list[_Span]]]
+    collection: _Span
+    #: Start of ``</COLLECTION>`` (or of the self-closing COLLECTION tag's ``/>``).
+    collection_close: int
+    newline: str
+
+
+class _LocatingHandler(_ExportHandler):
+    """The import's SAX handler, also noting byte offsets of TRACK, TEMPO and POSITION_MARK."""
+
+    def __init__(self, path: Path, data: bytes) -> None:
+        super().__init__(path, self._done)
+        self.data = data
+        self.position: Callable[[], int] = lambda: 0
+        self.spans: list[_Span] = []
+        self.current: tuple[_Span, list[_Span], list[_Span]] | None = None
+        self.found: list[tuple[_RawTrack, _Span, list[_Span], list[_Span]]] = []
+        self.collection: _Span | None = None
+        self.collection_close = -1
+
+    def _span(self, at: int) -> _Span:
+        match = _START_TAG.match(self.data, at)
+        if match is None:  # pragma: no cover - expat accepted the tag, so it matches
+            raise RekordboxError(f"{self.path}: cannot locate the tag at byte {at}")
+        return _Span(at, match.end())
+
+    def startElement(self, name: str, attrs: Any) -> None:
+        at = self.position()
+        parent = self.stack[-1] if self.stack else ""
+        in_track = self.track is not None and parent == "TRACK"
+        super().startElement(name, attrs)
+        span = self._span(at)
+        self.spans.append(span)
+        if name == "TRACK" and parent == "COLLECTION":
+            self.current = (span, [], [])
+        elif in_track and self.current is not None and name in ("TEMPO", "POSITION_MARK"):
+            self.current[1 if name == "TEMPO" else 2].append(span)
+        elif name == "COLLECTION" and parent == "DJ_PLAYLISTS":
+            self.collection = span
+
+    def endElement(self, name: str) -> None:
+        at = self.position()
+        span = self.spans.pop()
+        if self.data[span.tag_end - 2 : span.tag_end] == b"/>":
+            span.end = span.tag_end
+            close_at = span.tag_end - 2
+        else:
+            match = _END_TAG.match(self.data, at)
+            span.end = match.end() if match else at
+            close_at = at
+        if name == "COLLECTION" and self.stack[:-1] == ["DJ_PLAYLISTS"]:
+            self.collection_close = close_at
+        super().endElement(name)
+
+    def _done(self, track: _RawTrack) -> None:
+        assert self.current is not None
+        self.found.append((track, *self.current))
+        self.current = None
+
+
+def _locate(path: Path) -> _Located:
+    from defusedxml.expatreader import DefusedExpatParser
+
+    with _xml_errors(path):
+        data = path.read_bytes()
+        handler = _LocatingHandler(path, data)
+        parser = DefusedExpatParser(forbid_dtd=False, forbid_entities=True,
+                                    forbid_external=True)
+        parser.setContentHandler(handler)
+        # The expat parser exists once parsing starts; its CurrentByteIndex is where the
+        # event's markup begins in the file.
+        handler.position = lambda: parser._parser.CurrentByteIndex  # type: ignore[attr-defined]
+        from io import BytesIO
+
+        parser.parse(BytesIO(data))
+    if handler.collection is None:
+        raise RekordboxError(f"{path}: Rekordbox XML without a <COLLECTION> element")
+    return _Located(data, handler.found, handler.collection, handler.collection_close,
+                    "\r\n" if b"\r\n" in data[:4096] else "\n")
+
+
+# ---- planning one TRACK's edits ------------------------------------------------------------
+
+
+@dataclass
+class _TrackEdit:
+    """What changes in one base TRACK; everything else stays as written."""
+
+    attrs: dict[str, str] = field(default_factory=dict)
+    grid: list[TempoSegment] | None = None  # None: TEMPO elements kept as written
+    drop_marks: set[int] = field(default_factory=set)  # indexes into the TRACK's marks
+    new_cues: list[Cue] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.attrs or self.grid is not None or self.drop_marks or self.new_cues)
+
+
+def _read_marks(raw: _RawTrack) -> list[Cue | None]:
+    """Each POSITION_MARK as the import reads it; None for one the import skips."""
+    cues: list[Cue | None] = []
+    for attrs in raw.marks:
         try:
-            decoded = location_to_path(element.get("Location", ""))
-        except UnicodeDecodeError:
-            decoded = None
-        if decoded is not None and Path(decoded) == Path(annotation.track.path):
-            return True
-    return False
+            cues.append(Cue.model_validate(_TrackReader._cue(attrs)))
+        except (ValueError, ValidationError):
+            cues.append(None)
+    return cues
+
+
+def _sync_edit(raw: _RawTrack, dj: TrackAnnotation, wanted: TrackAnnotation) -> _TrackEdit:
+    """Edits that make a base TRACK say what ``wanted`` says (``edm data export``)."""
+    edit = _TrackEdit()
+    if wanted.grid != dj.grid:
+        edit.grid = list(wanted.grid)
+    if wanted.bpm is not None and wanted.bpm != dj.bpm:
+        edit.attrs["AverageBpm"] = _fmt(wanted.bpm, 2)
+    if wanted.key is not None and wanted.key != dj.key:
+        edit.attrs["Tonality"] = wanted.key
+    remaining = list(wanted.cues)
+    for index, cue in enumerate(_read_marks(raw)):
+        if cue is None:
+            continue  # not something edm read, so not something edm may remove
+        if cue in remaining:
+            remaining.remove(cue)
+        else:
+            edit.drop_marks.add(index)
+    edit.new_cues = remaining
+    return edit
+
+
+def _write_back_edit(
+    raw: _RawTrack | None, dj: TrackAnnotation | None, ours: TrackAnnotation, *,
+    replace_grid: bool, replace_cues: bool, report: RekordboxWrite, label: str,
+) -> tuple[_TrackEdit, list[TempoSegment]]:
+    """Edits that add edm's analysis to a DJ's TRACK (``edm analyze --format rekordbox``).
+
+    The DJ's grid stays unless ``replace_grid`` (or there is none); edm's cues are snapped to
+    the downbeats of the grid that is written and merged into the DJ's (``replace_cues``
+    removes the DJ's first). Returns the edit and the grid the TRACK ends up with.
+    """
+    edit = _TrackEdit()
+    end_s = ours.track.duration_s or (dj.track.duration_s if dj else None) or 3600.0
+    dj_grid = dj.grid if dj is not None else []
+    if dj_grid and ours.grid:
+        doubt = grid_disagreement(dj_grid, ours.grid, end_s)
+        if doubt is not None and not replace_grid:
+            report.grid_disagreements.append(f"{label}: {doubt}; kept the DJ's grid "
+                                             "(--replace-grid writes edm's)")
+    grid = dj_grid
+    if ours.grid and (replace_grid or not dj_grid) and ours.grid != dj_grid:
+        edit.grid = grid = list(ours.grid)
+        edit.attrs["AverageBpm"] = _fmt(ours.bpm or ours.grid[0].bpm, 2)
+        report.grids_replaced += 1
+    existing: list[Cue] = []
+    if raw is not None:
+        for index, cue in enumerate(_read_marks(raw)):
+            if replace_cues:
+                edit.drop_marks.add(index)
+            elif cue is not None:
+                existing.append(cue)
+    snapped = snap_to_downbeats(ours.cues, grid, end_s)
+    edit.new_cues, merged = merge_cues(existing, snapped)
+    report.cues_added += len(edit.new_cues)
+    report.cues_merged += merged
+    return edit, grid
+
+
+# ---- splicing ------------------------------------------------------------------------------
+
+
+def _set_attrs(tag: str, attrs: dict[str, str]) -> str:
+    for name, value in attrs.items():
+        pattern = re.compile(rf"(\s{re.escape(name)}\s*=\s*)(\"[^\"]*\"|'[^']*')")
+        quoted = f'"{_escape(value)}"'
+        if pattern.search(tag):
+            tag = pattern.sub(lambda m, q=quoted: m.group(1) + q, tag, count=1)
+        else:
+            closing = "/>" if tag.endswith("/>") else ">"
+            tag = tag[: -len(closing)].rstrip() + f" {name}={quoted}" + closing
+    return tag
+
+
+def _line_indent(data: bytes, at: int) -> str:
+    line_start = data.rfind(b"\n", 0, at) + 1
+    prefix = data[line_start:at]
+    return prefix.decode("utf-8") if not prefix.strip() else ""
+
+
+def _rewrite_track(
+    located: _Located, span: _Span, tempos: list[_Span], marks: list[_Span], edit: _TrackEdit
+) -> bytes:
+    """The TRACK's new bytes: its start tag with edm's attributes set, removed children cut
+    out with the line they sat on, new TEMPO where the old ones were, new cues at the end."""
+    data, nl = located.data, located.newline
+    tag = _set_attrs(data[span.start : span.tag_end].decode("utf-8"), edit.attrs)
+    indent = _line_indent(data, span.start)
+    children = tempos + marks
+    child_indent = _line_indent(data, children[0].start) if children else indent + "  "
+    cut = [s for s in tempos if edit.grid is not None]
+    cut += [s for i, s in enumerate(marks) if i in edit.drop_marks]
+    new_tempos = [_element("TEMPO", _tempo_attrs(s)) for s in edit.grid or []]
+    new_marks = [_element("POSITION_MARK", _cue_attrs(c)) for c in edit.new_cues]
+    self_closing = span.end == span.tag_end
+    if self_closing:
+        if not new_tempos and not new_marks:
+            return tag.encode("utf-8")
+        tag = tag[:-2].rstrip() + ">"
+        body, close = "", f"{nl}{indent}</TRACK>"
+    else:
+        body = data[span.tag_end : span.end].decode("utf-8")
+        close_at = body.rfind("</")
+        body, close = body[:close_at], body[close_at:]
+    # Cut from the back so earlier offsets stay valid; a cut takes its line's indentation.
+    insert_tempo_at: int | None = None
+    for child in sorted(cut, key=lambda s: s.start, reverse=True):
+        start, stop = child.start - span.tag_end, child.end - span.tag_end
+        while start > 0 and body[start - 1] in " \t\r\n":
+            start -= 1
+        body = body[:start] + body[stop:]
+        if child in tempos:
+            insert_tempo_at = start
+    if new_tempos:
+        if insert_tempo_at is None:
+            insert_tempo_at = 0
+        text = "".join(f"{nl}{child_indent}{t}" for t in new_tempos)
+        body = body[:insert_tempo_at] + text + body[insert_tempo_at:]
+    trailing = len(body) - len(body.rstrip(" \t\r\n"))
+    head, tail = body[: len(body) - trailing], body[len(body) - trailing :]
+    if new_marks:
+        head += "".join(f"{nl}{child_indent}{m}" for m in new_marks)
+    if not tail and not self_closing and (new_marks or new_tempos):
+        tail = f"{nl}{indent}"
+    return (tag + head + tail + close).encode("utf-8")
+
+
+def _new_track(annotation: TrackAnnotation, track_id: str, indent: str, nl: str,
+               cues: list[Cue] | None = None) -> str:
+    children = [_element("TEMPO", _tempo_attrs(s)) for s in annotation.grid]
+    children += [_element("POSITION_MARK", _cue_attrs(c))
+                 for c in (annotation.cues if cues is None else cues)]
+    attrs = _track_attrs(annotation, track_id)
+    if not children:
+        return indent + _element("TRACK", attrs)
+    inner = "".join(f"{nl}{indent}  {child}" for child in children)
+    return f"{indent}{_element('TRACK', attrs, close=False)}{inner}{nl}{indent}</TRACK>"
+
+
+# ---- matching annotations to base TRACKs ---------------------------------------------------
+
+
+class _Index:
+    """Base TRACKs by Location string, decoded path and TrackID."""
+
+    def __init__(self, located: _Located) -> None:
+        self.by_location: dict[str, int] = {}
+        self.by_path: dict[str, int] = {}
+        self.by_id: dict[str, int] = {}
+        for index, (raw, *_rest) in enumerate(located.tracks):
+            location = raw.attrs.get("Location", "")
+            self.by_location.setdefault(location, index)
+            try:
+                decoded = location_to_path(location)
+            except UnicodeDecodeError:
+                decoded = None
+            if decoded is not None:
+                self.by_path.setdefault(decoded, index)
+            self.by_id.setdefault(raw.attrs.get("TrackID", ""), index)
+
+    def find(self, annotation: TrackAnnotation, *, by_track_id: bool) -> int | None:
+        """The base TRACK of ``annotation``: by TrackID first when ``by_track_id`` (it was
+        read from this base), then by the Location the import read, then by path."""
+        provenance = annotation.metadata.provenance
+        keys = [(provenance.get("location"), self.by_location),
+                (provenance.get("original_path"), self.by_path),
+                (annotation.track.path, self.by_path)]
+        if by_track_id:
+            keys.insert(0, (annotation.track.source_id, self.by_id))
+        for key, table in keys:
+            if key and key in table:
+                return table[key]
+        return None
+
+
+def _label(raw: _RawTrack) -> str:
+    attrs = raw.attrs
+    name = " - ".join(p for p in (attrs.get("Artist", ""), attrs.get("Name", "")) if p)
+    return f"track {attrs.get('TrackID', '?')} ({name or 'untitled'})"
+
+
+# ---- the two writers -----------------------------------------------------------------------
 
 
 def write_rekordbox_xml(
-    annotations: list[TrackAnnotation],
+    annotations: Iterable[TrackAnnotation],
     path: str | Path,
     *,
-    replace_cues: bool = True,
     base: str | Path | None = None,
-) -> Path:
-    """Write annotations as a Rekordbox XML that Rekordbox imports (grid and cues).
+) -> RekordboxWrite:
+    """Write annotations as a Rekordbox XML (``edm data export --format rekordbox``).
 
-    Each annotation becomes a ``TRACK`` with its grid as ``TEMPO`` entries and its cues as
-    ``POSITION_MARK`` elements; ``Location`` is the file URL of ``track.path``. A playlist
-    "edm" listing the tracks is added so they are easy to find in Rekordbox's XML view.
+    Each annotation is the whole truth about its track's grid, cues, BPM and key. With
+    ``base`` (the library's own export, usually the file they were imported from) that file
+    is copied and only what differs is edited: a TRACK whose grid, cues, AverageBpm or
+    Tonality the annotation changed gets those rewritten (cues it still has keep their
+    original elements); every other attribute, TRACK, the TEMPO lists as written and the
+    playlists stay byte-identical. Annotations not in ``base`` are appended (matched by the
+    Location the import read, then by path, then by TrackID when they were imported from
+    ``base``).
 
-    With ``base`` (an existing export), that file is updated instead: a track whose
-    ``Location`` matches ``track.path`` gets its TEMPO entries replaced, and its POSITION_MARKs
-    replaced (``replace_cues=True``) or kept with the new cues added; other annotations are
-    appended and the rest of the file is kept. The file is written atomically.
-
-    Times are written with Rekordbox's millisecond precision and ``TotalTime`` in whole
-    seconds (rounded down); a relative ``track.path`` is made absolute against the current
-    folder, since a file URL has to be absolute.
+    Without ``base`` a new file is written: the tracks, and a playlist "edm" listing them.
+    A grid the import normalised (entries at one Inizio) is then written as the annotation
+    holds it: the same beats, one TEMPO entry per start.
     """
     path = Path(path)
-    if base is not None:
-        root = _load_tree(Path(base))
-        collection = root.find("COLLECTION")
-        assert collection is not None  # _load_tree checked it
-    else:
-        root = ET.Element("DJ_PLAYLISTS", Version="1.0.0")
-        from edm import __version__
-
-        ET.SubElement(root, "PRODUCT", Name="edm", Version=__version__, Company="edm")
-        collection = ET.SubElement(root, "COLLECTION")
-    existing = list(collection.iter("TRACK"))
-    used_ids = {element.get("TrackID", "") for element in existing}
-    next_id = max((int(i) for i in used_ids if i.isdigit()), default=0) + 1
-    written_ids: list[str] = []
+    annotations = list(annotations)
+    if base is None:
+        return _write_new(annotations, path, snap=False)
+    base = Path(base)
+    same_file = {str(base.resolve()), str(base)}
+    report = RekordboxWrite(path=path, base=base)
+    located = _locate(base)
+    index = _Index(located)
+    reader = _TrackReader(base, Tier.DJ_SOFTWARE, [])
+    edits: dict[int, _TrackEdit] = {}
+    new: list[TrackAnnotation] = []
     for annotation in annotations:
-        match = next((e for e in existing if _same_track(e, annotation)), None)
-        if match is not None:
-            _fill_track(match, annotation, replace_cues)
-            written_ids.append(match.get("TrackID", ""))
+        from_base = annotation.metadata.provenance.get("xml") in same_file
+        found = index.find(annotation, by_track_id=from_base)
+        if found is None:
+            new.append(annotation)
             continue
+        raw = located.tracks[found][0]
+        dj, _ = reader.annotation(raw)
+        edits[found] = _sync_edit(raw, dj, annotation)
+    return _splice(located, edits, new, report)
+
+
+def write_back_xml(
+    annotations: Iterable[TrackAnnotation],
+    path: str | Path,
+    *,
+    base: str | Path | None = None,
+    replace_grid: bool = False,
+    replace_cues: bool = False,
+) -> RekordboxWrite:
+    """Add edm's analyses to a DJ's library (``edm analyze --format rekordbox``).
+
+    Each annotation holds edm's grid and edm's new cues (one per section); its
+    ``track.source_id`` is the TrackID in ``base`` (the XML the tracks were read from). Per
+    TRACK of ``base``: the DJ's grid is kept unless ``replace_grid`` (tracks where edm's
+    tempo or phase disagrees are listed in :attr:`RekordboxWrite.grid_disagreements`);
+    edm's cues are moved onto downbeats of the grid that is written and merged with the
+    DJ's (same time ± :data:`MERGE_TOLERANCE_S` or same hot-cue slot: the DJ's stays);
+    ``replace_cues`` removes the DJ's cues first. The Location, every other attribute and
+    the playlists are left as written. Without ``base`` a new file is written.
+    """
+    path = Path(path)
+    annotations = list(annotations)
+    if base is None:
+        return _write_new(annotations, path, snap=True)
+    base = Path(base)
+    report = RekordboxWrite(path=path, base=base)
+    located = _locate(base)
+    index = _Index(located)
+    reader = _TrackReader(base, Tier.DJ_SOFTWARE, [])
+    edits: dict[int, _TrackEdit] = {}
+    new: list[TrackAnnotation] = []
+    for annotation in annotations:
+        found = index.find(annotation, by_track_id=True)
+        if found is None:
+            new.append(annotation)
+            continue
+        raw = located.tracks[found][0]
+        dj, _ = reader.annotation(raw)
+        edits[found], _ = _write_back_edit(
+            raw, dj, annotation, replace_grid=replace_grid, replace_cues=replace_cues,
+            report=report, label=f"{base}: {_label(raw)}",
+        )
+    new = [_with_cues(a, snap_to_downbeats(a.cues, a.grid, a.track.duration_s or 3600.0))
+           for a in new]
+    return _splice(located, edits, new, report)
+
+
+def _with_cues(annotation: TrackAnnotation, cues: list[Cue]) -> TrackAnnotation:
+    deduplicated, _ = merge_cues([], cues)
+    return annotation.model_copy(update={"cues": deduplicated})
+
+
+def _splice(
+    located: _Located, edits: dict[int, _TrackEdit], new: list[TrackAnnotation],
+    report: RekordboxWrite,
+) -> RekordboxWrite:
+    data, nl = located.data, located.newline
+    pieces: list[tuple[int, int, bytes]] = []
+    for found, edit in sorted(edits.items()):
+        _, span, tempos, marks = located.tracks[found]
+        if not edit:
+            report.unchanged += 1
+            continue
+        report.updated += 1
+        pieces.append((span.start, span.end, _rewrite_track(located, span, tempos, marks, edit)))
+    report.unchanged += len(located.tracks) - len(edits)
+    if new:
+        ids = {raw.attrs.get("TrackID", "") for raw, *_ in located.tracks}
+        track_indent = (_line_indent(data, located.tracks[0][1].start) if located.tracks
+                        else _line_indent(data, located.collection.start) + "  ")
+        texts = []
+        for annotation, track_id in zip(new, _new_ids(new, ids), strict=True):
+            texts.append(_new_track(annotation, track_id, track_indent, nl))
+        report.added = len(texts)
+        collection_tag = data[located.collection.start : located.collection.tag_end]
+        tag = _set_attrs(collection_tag.decode("utf-8"),
+                         {"Entries": str(len(located.tracks) + len(texts))})
+        close_indent = _line_indent(data, located.collection_close)
+        block = "".join(f"{nl}{text}" for text in texts) + nl + close_indent
+        if collection_tag.endswith(b"/>"):
+            tag = tag[:-2].rstrip() + ">"
+            pieces.append((located.collection.start, located.collection.tag_end,
+                           (tag + block + "</COLLECTION>").encode("utf-8")))
+        else:
+            pieces.append((located.collection.start, located.collection.tag_end,
+                           tag.encode("utf-8")))
+            # Before the whitespace that precedes </COLLECTION>, keeping that line as it is.
+            at = located.collection_close - len(close_indent.encode("utf-8"))
+            if data[at - 1 : at] == b"\n":
+                at -= 2 if data[at - 2 : at] == b"\r\n" else 1
+            block = "".join(f"{nl}{text}" for text in texts)
+            pieces.append((at, at, block.encode("utf-8")))
+        report.notes.append(
+            f"{len(texts)} track(s) not in {report.base} were added to its collection; "
+            "playlists were left as they are"
+        )
+    out = bytearray()
+    cursor = 0
+    for start, stop, replacement in sorted(pieces, key=lambda p: (p[0], p[1])):
+        out += data[cursor:start] + replacement
+        cursor = stop
+    out += data[cursor:]
+    _atomic_write(report.path, bytes(out))
+    return report
+
+
+def _new_ids(annotations: list[TrackAnnotation], used: set[str]) -> Iterator[str]:
+    """A TrackID per new track: its own when it is a free number, else the next free one."""
+    used = set(used)
+    next_id = max((int(i) for i in used if i.isdigit()), default=0) + 1
+    for annotation in annotations:
         track_id = annotation.track.source_id or ""
-        if not track_id.isdigit() or track_id in used_ids:
+        if not track_id.isdigit() or track_id in used:
             track_id = str(next_id)
         next_id = max(next_id, int(track_id)) + 1
-        used_ids.add(track_id)
-        element = ET.SubElement(collection, "TRACK", _track_attrs(annotation, track_id))
-        _fill_track(element, annotation, replace_cues=True)
-        written_ids.append(track_id)
-    collection.set("Entries", str(len(collection.findall("TRACK"))))
-    _add_playlist(root, written_ids)
-    ET.indent(root, space="  ")
-    # Rekordbox's own header, double-quoted (ElementTree would write single quotes).
-    text = '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")
-    _atomic_write(path, text.encode("utf-8") + b"\n")
-    return path
+        used.add(track_id)
+        yield track_id
 
 
-def _add_playlist(root: ET.Element, track_ids: list[str]) -> None:
-    playlists = root.find("PLAYLISTS")
-    if playlists is None:
-        playlists = ET.SubElement(root, "PLAYLISTS")
-    top = playlists.find("NODE")
-    if top is None:
-        top = ET.SubElement(playlists, "NODE", Type="0", Name="ROOT", Count="0")
-    for old in [n for n in top.findall("NODE") if n.get("Name") == "edm"]:
-        top.remove(old)
-    node = ET.SubElement(
-        top, "NODE", Name="edm", Type="1", KeyType="0", Entries=str(len(track_ids))
+def _write_new(annotations: list[TrackAnnotation], path: Path, *, snap: bool) -> RekordboxWrite:
+    from edm import __version__
+
+    nl = "\n"
+    ids = list(_new_ids(annotations, set()))
+    tracks = []
+    for annotation, track_id in zip(annotations, ids, strict=True):
+        cues = None
+        if snap:
+            end_s = annotation.track.duration_s or 3600.0
+            cues, _ = merge_cues([], snap_to_downbeats(annotation.cues, annotation.grid, end_s))
+        tracks.append(_new_track(annotation, track_id, "    ", nl, cues))
+    playlist = "".join(f'{nl}        <TRACK Key="{track_id}"/>' for track_id in ids)
+    text = (
+        f'<?xml version="1.0" encoding="UTF-8"?>{nl}<DJ_PLAYLISTS Version="1.0.0">{nl}'
+        f'  <PRODUCT Name="edm" Version="{__version__}" Company="edm"/>{nl}'
+        f'  <COLLECTION Entries="{len(tracks)}">'
+        + "".join(f"{nl}{t}" for t in tracks)
+        + f"{nl}  </COLLECTION>{nl}  <PLAYLISTS>{nl}"
+        f'    <NODE Type="0" Name="ROOT" Count="1">{nl}'
+        f'      <NODE Name="edm" Type="1" KeyType="0" Entries="{len(ids)}">'
+        f"{playlist}{nl}      </NODE>{nl}    </NODE>{nl}  </PLAYLISTS>{nl}</DJ_PLAYLISTS>{nl}"
     )
-    for track_id in track_ids:
-        ET.SubElement(node, "TRACK", Key=track_id)
-    top.set("Count", str(len(top.findall("NODE"))))
+    _atomic_write(path, text.encode("utf-8"))
+    return RekordboxWrite(path=path, added=len(tracks))
 
 
-def _load_tree(path: Path) -> ET.Element:
-    with _xml_errors(path):
-        root = SafeET.parse(str(path)).getroot()
-    if root.tag != "DJ_PLAYLISTS" or root.find("COLLECTION") is None:
-        raise RekordboxError(f"{path}: not a Rekordbox XML export (no DJ_PLAYLISTS/COLLECTION)")
-    return root
+def default_base(annotations: Iterable[TrackAnnotation]) -> Path | None:
+    """The Rekordbox XML the annotations were imported from, when it is one file that exists.
+
+    Raises :class:`RekordboxError` when they came from several XML files that exist (the
+    caller must choose one).
+    """
+    found = {a.metadata.provenance.get("xml") for a in annotations} - {None, ""}
+    existing = sorted(p for p in found if p is not None and Path(p).is_file())
+    if len(existing) > 1:
+        raise RekordboxError(
+            f"the annotations come from {len(existing)} Rekordbox XML files "
+            f"({', '.join(existing[:3])}…); choose the library to update with --base"
+        )
+    return Path(existing[0]) if existing else None
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
