@@ -136,7 +136,8 @@ def test_finetune_top_trains_the_layer_and_the_folder_predicts_the_same(library,
     saved = json.loads((tmp_path / "m" / "config.json").read_text())
     assert saved["model"]["finetune"]["checkpoint"] == str(library["model"])
     assert saved["model"]["finetune"]["top"] == 1 and saved["model"]["finetune"]["layer"] == 1
-    assert saved["backbone"]["options"] == {"model": str(library["model"]), "layers": "1"}
+    assert saved["backbone"]["options"]["model"] == str(library["model"])
+    assert saved["backbone"]["options"]["layers"] == [1]  # the stored layer, below the tuned one
 
     store = EmbeddingStore(library["store"], mode="r")
     track_id = store.track_ids(KEY)[0]

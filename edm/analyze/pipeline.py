@@ -45,19 +45,47 @@ class AnalyzeError(ValueError):
 
 @dataclass(frozen=True)
 class Model:
-    """Trained heads plus what analysis needs to know about them."""
+    """Trained heads plus what analysis needs to know about them.
+
+    ``backbone_name`` and ``backbone_options`` are what ``edm fit-heads`` saved from the store
+    (the settings that made the embeddings the heads were trained on); :meth:`backbone`
+    rebuilds exactly that backbone.
+    """
 
     heads: Any  # edm.heads.artifacts.Heads: .predict(embeddings, fps) -> Activations
     name: str
     backbone_key: str
-    backbone_name: str
+    backbone_name: str | None
     backbone_options: dict[str, Any]
     path: Path
 
     def backbone(self) -> Any:
+        """The backbone the heads were trained on, built once per model.
+
+        Raises :class:`AnalyzeError` naming the folder when it cannot be built or its key is
+        not the one the heads were trained on (a store embedded with other settings).
+        """
+        if "_backbone" not in self.__dict__:  # a cache on a frozen dataclass
+            self.__dict__["_backbone"] = self._build_backbone()
+        return self.__dict__["_backbone"]
+
+    def _build_backbone(self) -> Any:
         from edm.backbones import get_backbone
 
-        return get_backbone(self.backbone_name, **self.backbone_options)
+        if not self.backbone_name:
+            raise AnalyzeError(f"{self.path}: the heads do not say which backbone made their "
+                               f"embeddings ({self.backbone_key!r}); refit with `edm fit-heads`")
+        try:
+            backbone = get_backbone(self.backbone_name, **self.backbone_options)
+        except (OSError, ValueError, TypeError) as error:
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise AnalyzeError(f"{self.path}: cannot build backbone {self.backbone_key!r} "
+                               f"({first})") from error
+        if backbone.key != self.backbone_key:
+            raise AnalyzeError(
+                f"{self.path}: heads were trained on {self.backbone_key!r} embeddings, but their "
+                f"backbone settings build {backbone.key!r}; refit with `edm fit-heads`")
+        return backbone
 
 
 def load_model(model_dir: str | Path | None = None) -> Model:
@@ -78,11 +106,10 @@ def load_model(model_dir: str | Path | None = None) -> Model:
     except (OSError, ValueError, KeyError) as error:
         raise AnalyzeError(f"{path}: cannot load heads ({error})") from error
     key = str(heads.backbone_key)
-    options: dict[str, Any] = dict(getattr(heads, "backbone_options", None) or {})
-    backbone_name = str(getattr(heads, "backbone_name", None) or key.split("-")[0])
     name = "default" if path.resolve() == DEFAULT_MODEL_DIR.resolve() else path.name
     return Model(heads=heads, name=f"{name} ({key})", backbone_key=key,
-                 backbone_name=backbone_name, backbone_options=options, path=path)
+                 backbone_name=heads.backbone_name, backbone_options=dict(heads.backbone_options),
+                 path=path)
 
 
 # ---------------------------------------------------------------------------------------------

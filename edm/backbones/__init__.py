@@ -19,6 +19,7 @@ ValueError: unknown backbone 'wavenet'; choose one of: spectral, mert
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -36,6 +37,7 @@ __all__ = [
     "frame_count",
     "get_backbone",
     "hop_length",
+    "options_from_config",
 ]
 
 
@@ -61,6 +63,23 @@ class Backbone(Protocol):
         """``(frames, dim)`` float32 for mono float32 audio at ``sample_rate``;
         ``frames == 1 + len(audio) // hop``."""
         ...
+
+
+def options_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Options for :func:`get_backbone` that rebuild the backbone whose ``config()`` this is
+    (the store keeps it with every track's embeddings; heads save it with the model).
+
+    >>> options_from_config(get_backbone("spectral").config())
+    {}
+    """
+    name = config.get("name")
+    if name == "spectral":
+        return {}
+    if name == "mert":
+        from edm.backbones.mert import options_from_config as mert_options
+
+        return mert_options(config)
+    raise ValueError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONE_NAMES)}")
 
 
 def get_backbone(name: str, **options: Any) -> Backbone:

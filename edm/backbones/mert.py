@@ -27,7 +27,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +243,25 @@ class MertBackbone:
             hidden = self.network(tensor, output_hidden_states=True).hidden_states
             chosen = torch.stack([hidden[layer] for layer in self.layers]).float().mean(0)
         return chosen.cpu().numpy()
+
+
+def options_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Constructor options that rebuild the backbone whose :meth:`MertBackbone.config` this is
+    (what the store keeps beside its embeddings): checkpoint, layers, projection and windows.
+    The device is left to the machine that rebuilds it.
+
+    >>> options_from_config({"checkpoint": "m/MERT", "layers": [4, 6], "window_s": 30.0,
+    ...                      "projection": {"dim": 128}})
+    {'model': 'm/MERT', 'layers': [4, 6], 'window_s': 30.0, 'project_dim': 128}
+    """
+    options: dict[str, Any] = {"model": config["checkpoint"], "layers": list(config["layers"])}
+    for name in ("window_s", "context_s"):
+        if config.get(name) is not None:
+            options[name] = float(config[name])
+    projection = config.get("projection")
+    if projection:
+        options["project_dim"] = int(projection["dim"])
+    return options
 
 
 def random_projection(in_dim: int, out_dim: int, seed: int = PROJECTION_SEED) -> np.ndarray:

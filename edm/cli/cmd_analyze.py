@@ -94,6 +94,7 @@ def command(inputs: tuple[Path, ...], model_dir: Path | None, store_path: Path |
 
     try:
         model = load_model(model_dir)
+        model.backbone()  # built once, checked against the heads' key before any track
     except AnalyzeError as error:
         raise click.ClickException(str(error)) from error
     store = None

@@ -81,7 +81,8 @@ class Heads:
             raise ValueError("Heads need at least one net")
         self.nets = list(nets)
         self.backbone_key = backbone_key
-        self.backbone_name = backbone_name or backbone_key.split("-")[0]
+        #: Backbone that made the embeddings, and the options that rebuild it (from the store).
+        self.backbone_name = backbone_name
         self.backbone_options = dict(backbone_options or {})
         self.frames_per_second = float(frames_per_second)
         self.section_labels = tuple(section_labels)

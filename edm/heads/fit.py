@@ -136,6 +136,7 @@ def load_tracks(
             "name": backbone.name,
             "frames_per_second": backbone.frames_per_second,
             "dim": backbone.dim,
+            "config": backbone.config,
         }
         try:
             descriptors = store.descriptors(track_id, backbone_key)
@@ -339,6 +340,19 @@ def fit_heads(
     return FitReport(heads=heads, oof=oof, metrics=metrics)
 
 
+def _backbone_options(info: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Options that rebuild the store's backbone (None when no track was read)."""
+    from edm.backbones import options_from_config
+
+    if not info:
+        return None
+    try:
+        return options_from_config({"name": info["name"], **info.get("config", {})})
+    except (KeyError, ValueError) as error:
+        raise FitError(f"backbone {info.get('key')!r}: the store does not say how to rebuild it "
+                       f"({error})") from error
+
+
 @dataclass
 class StoreFit:
     """What :func:`fit_from_store` wrote: the report, where, and one-line problems."""
@@ -380,7 +394,8 @@ def fit_from_store(
     loaded = load_tracks(store, annotations, backbone_key, include_unlabeled=include_unlabeled)
     problems += loaded.problems
     key = loaded.backbone_info.get("key", backbone_key or "")
-    backbone_options = None
+    # `edm analyze` rebuilds the backbone that made the store's embeddings from these.
+    backbone_options = _backbone_options(loaded.backbone_info)
     if finetune_top is not None and loaded.tracks:
         try:
             spec = finetune_spec(store, loaded.tracks[0].track_id, key, finetune_top)
@@ -388,8 +403,6 @@ def fit_from_store(
             raise FitError(str(error)) from error
         spec = replace(spec, learning_rate=finetune_learning_rate)
         config = replace(config, finetune=spec.to_dict())
-        # `edm analyze` embeds on the fly with these: the same checkpoint and stored layer.
-        backbone_options = {"model": spec.checkpoint, "layers": str(spec.layer)}
     provenance = {
         "store": str(store_path),
         "backbone_key": key,
