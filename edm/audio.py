@@ -31,8 +31,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tempfile
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,10 +128,51 @@ def _check_readable(path: Path) -> None:
         raise AudioError(f"{path}: empty file (0 bytes)")
 
 
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_saved_stderr_fd: int | None = None
+
+
+@contextmanager
+def quiet_decoder() -> Iterator[None]:
+    """Silence what C decoders print on file descriptor 2 while the block runs.
+
+    libsndfile decodes MP3 through libmpg123, which writes "Note: Illegal Audio-MPEG-Header …"
+    lines straight to the process's stderr on a damaged or fake file, before edm can report
+    the one clean :class:`AudioError` line. Python's ``sys.stderr`` is flushed first; the
+    original descriptor is restored when the last nested or concurrent user leaves (wrap only
+    the decoder calls themselves: anything else written to fd 2 meanwhile is lost too).
+    """
+    global _quiet_depth, _saved_stderr_fd
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            try:
+                sys.stderr.flush()
+                saved = os.dup(2)
+            except (OSError, ValueError):  # no fd 2 (a daemon, a closed stream): nothing to do
+                saved = None
+            if saved is not None:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)
+                os.close(devnull)
+            _saved_stderr_fd = saved
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0 and _saved_stderr_fd is not None:
+                os.dup2(_saved_stderr_fd, 2)
+                os.close(_saved_stderr_fd)
+                _saved_stderr_fd = None
+
+
 def _soundfile_info(path: Path) -> AudioInfo:
     import soundfile
 
-    info = soundfile.info(str(path))
+    with quiet_decoder():
+        info = soundfile.info(str(path))
     return AudioInfo(path, int(info.samplerate), int(info.channels),
                      float(info.frames) / info.samplerate, info.format.lower())
 
@@ -172,10 +216,13 @@ def audio_info(path: str | Path) -> AudioInfo:
 def _soundfile_blocks(path: Path, block_frames: int) -> Iterator[tuple[np.ndarray, int]]:
     import soundfile
 
-    with soundfile.SoundFile(str(path)) as stream:
+    with quiet_decoder():
+        stream = soundfile.SoundFile(str(path))
+    with stream:
         rate = int(stream.samplerate)
         while True:
-            block = stream.read(block_frames, dtype="float32", always_2d=True)
+            with quiet_decoder():
+                block = stream.read(block_frames, dtype="float32", always_2d=True)
             if len(block) == 0:
                 return
             yield block.mean(axis=1, dtype=np.float32), rate

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +30,7 @@ from edm.data.schema import (
     load_annotation,
     save_annotation,
 )
+from edm.text import plural
 
 #: Problems printed before "… N more"; --json always carries all of them.
 _SHOWN_PROBLEMS = 20
@@ -180,12 +182,16 @@ def _load(ann_dir: Path, as_json: bool) -> Any:
     with _progress("reading annotations", show) as progress:
         task = progress.add_task("read", total=None)
         try:
-            return load_folder(
+            folder = load_folder(
                 ann_dir,
                 progress=_reporter(progress, task, show),
             )
         except AnnotationError as error:
             raise click.ClickException(str(error)) from error
+    if not folder.annotations and not folder.errors:
+        raise click.ClickException(
+            f"no annotation files in {ann_dir} (*.yaml, as `edm data import` writes them)")
+    return folder
 
 
 @command.command("stats", epilog="""\b
@@ -206,8 +212,8 @@ def stats_command(ann_dir: Path, as_json: bool) -> None:
     if as_json:
         _echo_json(stats)
         return
-    out = Console()
-    table = Table(title=f"{ann_dir}: {stats['tracks']} tracks", show_header=False)
+    click.echo(f"{ann_dir}: {plural(stats['tracks'], 'track')}")  # never wrapped to the table
+    table = Table(show_header=False)
     table.add_column("what")
     table.add_column("value")
     cues = stats["cues"]
@@ -228,7 +234,7 @@ def stats_command(ann_dir: Path, as_json: bool) -> None:
     ]
     for name, value in rows:
         table.add_row(name, str(value))
-    out.print(table)
+    Console().print(table)
 
 
 def _pairs(mapping: dict[str, Any]) -> str:
@@ -238,15 +244,22 @@ def _pairs(mapping: dict[str, Any]) -> str:
 @command.command("validate", epilog="""\b
 Examples:
   edm data validate annotations/
+  edm data validate annotations/ --errors-only      # hide the missing-audio warnings
   edm data validate annotations/ --strict --json
 \b
-Exit codes: 0 no errors (warnings allowed unless --strict), 1 errors found.""")
+The summary (files, errors and warnings by check) comes first, then every error, then the
+warnings.
+Exit codes: 0 no errors (warnings allowed unless --strict), 1 errors found or no annotation
+files in the folder.""")
 @click.argument("ann_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--grid-tolerance-ms", type=click.FloatRange(min=0), default=30.0,
               show_default=True, help="A cue further than this from the nearest beat is off grid.")
 @click.option("--strict", is_flag=True, help="Count warnings (missing audio, no grid) as errors.")
+@click.option("--errors-only", is_flag=True,
+              help="List only the errors (the summary still counts the warnings).")
 @click.option("--json", "as_json", is_flag=True, help="Print findings as JSON.")
-def validate_command(ann_dir: Path, grid_tolerance_ms: float, strict: bool, as_json: bool) -> None:
+def validate_command(ann_dir: Path, grid_tolerance_ms: float, strict: bool, errors_only: bool,
+                     as_json: bool) -> None:
     """Check annotations and list every problem.
 
     Errors: schema errors (file and field), cues off the beat grid, cues past the end,
@@ -257,18 +270,23 @@ def validate_command(ann_dir: Path, grid_tolerance_ms: float, strict: bool, as_j
     folder = _load(ann_dir, as_json)
     findings = validate_folder(folder, grid_tolerance_s=grid_tolerance_ms / 1000)
     errors = [f for f in findings if f.severity == "error" or strict]
+    warnings = [f for f in findings if not (f.severity == "error" or strict)]
+    files = len(folder.annotations) + len(folder.errors)
     if as_json:
         _echo_json({
-            "files": len(folder.annotations) + len(folder.errors), "errors": len(errors),
-            "warnings": len(findings) - len(errors), "findings": findings_json(findings),
+            "files": files, "errors": len(errors), "warnings": len(warnings),
+            "findings": findings_json(errors if errors_only else findings),
         })
     else:
-        for finding in findings:
+        click.echo(f"{ann_dir}: {plural(files, 'file')}, {plural(len(errors), 'error')}, "
+                   f"{plural(len(warnings), 'warning')}"
+                   + (" (not listed: --errors-only)" if errors_only and warnings else ""))
+        for name, group in (("errors", errors), ("warnings", warnings)):
+            if group:
+                click.echo(f"  {name}: " + _pairs(dict(Counter(f.check for f in group)
+                                                        .most_common())))
+        for finding in errors + ([] if errors_only else warnings):
             click.echo(f"{finding.severity}: {finding.check}: {finding.line()}")
-        click.echo(
-            f"{ann_dir}: {len(folder.annotations) + len(folder.errors)} files, "
-            f"{len(errors)} error(s), {len(findings) - len(errors)} warning(s)", err=True,
-        )
     if errors:
         sys.exit(1)
 
@@ -334,12 +352,13 @@ def export_command(ann_dir: Path, fmt: str, out: Path, base: Path | None, as_jso
                     **extra})
     else:
         _print_problems(problems)
-        unit = "cue rows" if fmt == "csv" else "tracks"
+        unit = "cue row" if fmt == "csv" else "track"
         if "rekordbox" in extra:
             for line in report.notes:
                 click.echo(line, err=True)
             click.echo(report.summary())
         else:
-            click.echo(f"{written} {unit} written to {out} ({len(problems)} file(s) failed)")
+            click.echo(f"{plural(written, unit)} written to {out} "
+                       f"({plural(len(problems), 'file')} failed)")
     if folder.errors:
         sys.exit(1)
