@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from edm.cli import main
-from edm.data.lmms import LmmsError, read_lmms, read_lmms_text, section_starts
+from edm.data.lmms import LmmsError, read_lmms, read_lmms_text, section_starts, smooth_voices
 from edm.data.schema import Tier, load_annotation
 
 #: Bar 1 at 120 BPM, bar 2 at 60 BPM (tempo automation, discrete). Voices: a lead in both
@@ -89,7 +89,7 @@ def test_muted_tracks_and_clips_and_empty_clips_never_sound(tmp_path: Path) -> N
     project = read_lmms_text(TWO_BARS.format(bass_muted=1), "p.mmp", min_bars=1)
     first, second = (sorted(v) for v in project.bar_voices)
     assert first == ["0:Lead"]
-    assert second == ["0:Lead", "3:Drums/0:Kick"]  # bass, lead-2 clip and hat are muted
+    assert second == ["0:Lead", "B+B/0:Kick"]  # bass, lead-2 clip and hat are muted
     assert project.boundary_bars() == [1]
     assert [(s.start_s, s.end_s) for s in project.sections()] == [(0.0, 2.0), (2.0, 6.0)]
     unmuted = read_lmms_text(TWO_BARS.format(bass_muted=0), "p.mmp", min_bars=1)
@@ -97,10 +97,25 @@ def test_muted_tracks_and_clips_and_empty_clips_never_sound(tmp_path: Path) -> N
 
 
 def test_short_runs_are_fills_not_sections(tmp_path: Path) -> None:
-    # With the default two-bar minimum, a one-bar change at the end is merged away.
+    # With the default four-bar minimum, a one-bar change at the end is merged away.
     assert read_lmms_text(TWO_BARS.format(bass_muted=1), "p.mmp").boundary_bars() == []
     a, b, c = frozenset("a"), frozenset("ab"), frozenset("abc")
     assert section_starts([a] * 8 + [b] * 8 + [c] + [b] * 7 + [c] * 8) == [0, 8, 24]
+
+
+def test_a_crash_on_the_downbeat_does_not_move_the_boundary() -> None:
+    # Pad from bar 16; a crash (one bar) and a hat fill (two bars) around the change; the
+    # bass drops out for one bar at 24: the only boundary is bar 16.
+    bars = []
+    for bar in range(32):
+        voices = {"bass"} if bar != 24 else set()
+        voices |= {"pad"} if bar >= 16 else set()
+        voices |= {"crash"} if bar == 16 else set()
+        voices |= {"hat"} if bar in (15, 16) else set()
+        bars.append(frozenset(voices))
+    assert section_starts(smooth_voices(bars)) == [0, 16]
+    # Unsmoothed (and with one-bar sections allowed), the fill bars start sections.
+    assert section_starts(bars, 1)[1:3] == [15, 16]
 
 
 def test_linear_tempo_ramp_integrates_exactly() -> None:

