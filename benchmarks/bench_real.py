@@ -44,7 +44,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_peers import (  # noqa: E402  (sibling benchmark script)
+from bench_peers import (
     edm_events,
     librosa_beat_events,
     librosa_laplacian_events,
@@ -52,8 +52,8 @@ from bench_peers import (  # noqa: E402  (sibling benchmark script)
     run_method,
 )
 
-from edm.data.schema import Cue, Metadata, Tier, TrackAnnotation, load_annotation  # noqa: E402
-from edm.evaluate import METRICS, Events, evaluate_events, mean_scores  # noqa: E402
+from edm.data.schema import Cue, Metadata, Tier, TrackAnnotation, load_annotation
+from edm.evaluate import METRICS, Events, evaluate_events, mean_scores
 
 SHOWN = ("beat_f", "beat_cmlt", "beat_amlt", "downbeat_f", "tempo_acc1", "tempo_acc2",
          "boundary_f_0.5s", "boundary_f_3s", "energy_spearman")

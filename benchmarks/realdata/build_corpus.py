@@ -129,7 +129,8 @@ def item_id(repo: str, path: str) -> str:
     pure = PurePosixPath(path)
     stem = pure.stem
     if normalise(stem) in GENERIC_STEMS or len(normalise(stem)) < 3:
-        stem = f"{pure.parent.parent.name if pure.parent.name == 'project' else pure.parent.name}-{stem}"
+        folder = pure.parent.parent if pure.parent.name == "project" else pure.parent
+        stem = f"{folder.name}-{stem}"
     return re.sub(r"[^\w.-]+", "_", f"{repo.split('/')[-1]}--{stem}").strip("_")
 
 
