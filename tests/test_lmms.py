@@ -164,3 +164,13 @@ def test_data_import_writes_a_tier1_annotation(tmp_path: Path) -> None:
     (written,) = (tmp_path / "ann").glob("*.yaml")
     annotation = load_annotation(written)
     np.testing.assert_allclose(annotation.downbeats(), [0.0, 2.0], atol=1e-6)
+
+
+def test_lmms_1_3_clip_names_read_the_same() -> None:
+    old = TWO_BARS.format(bass_muted=1)
+    new = (old.replace("<pattern ", "<midiclip ").replace("</pattern>", "</midiclip>")
+           .replace("<bbtco ", "<patternclip ").replace("<bbtrack>", "<patterntrack>")
+           .replace("</bbtrack>", "</patterntrack>").replace("automationpattern", "automationclip"))
+    assert "<pattern " not in new and "<bbtco" not in new
+    a, b = read_lmms_text(old, "a.mmp", min_bars=1), read_lmms_text(new, "b.mmp", min_bars=1)
+    assert a.bar_voices == b.bar_voices and a.tempo == b.tempo

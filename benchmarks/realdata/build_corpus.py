@@ -229,6 +229,11 @@ def render(items: dict[str, Item], out: Path, max_minutes: float, timeout_s: flo
             item.status, item.note = "unreadable", str(error).splitlines()[0]
             save()
             continue
+        if re.match(r"1\.([3-9]|\d\d)|[2-9]\.", project.creator_version):
+            item.status = "needs newer lmms"
+            item.note = f"saved by LMMS {project.creator_version}; this lmms is 1.2"
+            save()
+            continue
         if project.end_s > max_minutes * 60:
             item.status = "too long"
             item.note = f"{project.end_s / 60:.1f} min > {max_minutes} min"

@@ -13,6 +13,8 @@ Project facts used
   (``head/bpm/@id``) sets the tempo from its points on; ``prog="0"`` holds each value,
   other progressions ramp linearly to the next point (LMMS's cubic ramp is approximated
   as linear). After a pattern's last point the value holds.
+- LMMS 1.3 renamed the clips (``midiclip``, ``sampleclip``, ``patternclip``,
+  ``automationclip``, ``patterntrack``); both spellings are read.
 - ``.mmpz`` is Qt's ``qCompress``: a 4-byte big-endian length, then a zlib stream.
 
 Beat grid
@@ -89,6 +91,22 @@ _INSTRUMENT, _BB, _SAMPLE = "0", "1", "2"
 _STEP_TICKS = TICKS_PER_WHOLE // 16
 
 
+#: Element names in LMMS 1.0-1.2 files and their LMMS 1.3 spellings.
+_NOTE_CLIPS = ("pattern", "midiclip")
+_SAMPLE_CLIPS = ("sampletco", "sampleclip")
+_BB_CLIPS = ("bbtco", "patternclip")
+_AUTOMATION_CLIPS = ("automationpattern", "automationclip")
+_BB_EDITORS = ("bbtrack/trackcontainer", "patterntrack/trackcontainer")
+
+
+def _all(element: Element, names: tuple[str, ...]) -> list[Element]:
+    return [child for name in names for child in element.findall(name)]
+
+
+def _bb_editor_of(track: Element) -> Element | None:
+    return next((e for e in map(track.find, _BB_EDITORS) if e is not None), None)
+
+
 class LmmsError(ValueError):
     """A project file that cannot be read; the message names the file and the problem."""
 
@@ -117,6 +135,7 @@ class LmmsProject:
     artist: str = ""
     min_bars: int = MIN_SECTION_BARS
     notes: tuple[str, ...] = field(default_factory=tuple)
+    creator_version: str = ""
 
     @property
     def ticks_per_beat(self) -> float:
@@ -248,7 +267,8 @@ def read_lmms_text(xml: str | bytes, source: str, *, min_bars: int = MIN_SECTION
         path=source, tempo=points, beats_per_bar=numerator, beat_unit=denominator,
         end_tick=round(n_bars * ticks_per_bar),
         bar_voices=bar_voice_sets(spans, n_bars, ticks_per_bar), min_bars=min_bars,
-        notes=tuple(notes), title=Path(source).stem.split("-", 1)[-1],
+        notes=tuple(notes), creator_version=root.get("creatorversion", ""),
+        title=Path(source).stem.split("-", 1)[-1],
         artist=Path(source).stem.split("-", 1)[0] if "-" in Path(source).stem else "",
     )
 
@@ -285,7 +305,7 @@ def _tempo_points(song: Element, tempo_id: str | None, bpm: float, source: str
     if tempo_id is None:
         return tuple(points)
     automated: list[TempoPoint] = []
-    for pattern in song.iter("automationpattern"):
+    for pattern in (p for name in _AUTOMATION_CLIPS for p in song.iter(name)):
         if pattern.get("mute", "0") == "1":
             continue
         if not any(obj.get("id") == tempo_id for obj in pattern.iter("object")):
@@ -360,9 +380,8 @@ def _note_extent(pattern: Element) -> tuple[int, int] | None:
 def _voice_spans(tracks: list[Element]) -> tuple[list[tuple[str, int, int]], list[str]]:
     """``(voice, start tick, end tick)`` for every sounding clip; see the section rule."""
     solo = any(t.get("solo", "0") == "1" for t in tracks)
-    bb_editor = next((t.find("bbtrack/trackcontainer") for t in tracks
-                      if t.get("type") == _BB and t.find("bbtrack/trackcontainer") is not None),
-                     None)
+    bb_editor = next((_bb_editor_of(t) for t in tracks
+                      if t.get("type") == _BB and _bb_editor_of(t) is not None), None)
     spans: list[tuple[str, int, int]] = []
     notes: list[str] = []
     bb_index = -1
@@ -374,7 +393,7 @@ def _voice_spans(tracks: list[Element]) -> tuple[list[tuple[str, int, int]], lis
             continue
         name = f"{index}:{track.get('name', '')}"
         if kind == _INSTRUMENT:
-            for pattern in track.findall("pattern"):
+            for pattern in _all(track, _NOTE_CLIPS):
                 extent = _note_extent(pattern)
                 if _muted(pattern) or extent is None:
                     continue
@@ -382,7 +401,7 @@ def _voice_spans(tracks: list[Element]) -> tuple[list[tuple[str, int, int]], lis
                 start, end = pos + extent[0], pos + min(extent[1], max(length, extent[1]))
                 spans.append((name, start, end))
         elif kind == _SAMPLE:
-            for clip in track.findall("sampletco"):
+            for clip in _all(track, _SAMPLE_CLIPS):
                 if _muted(clip) or not (clip.get("src") or clip.get("data")):
                     continue
                 pos, length = _tick(clip, "pos"), _tick(clip, "len")
@@ -392,7 +411,7 @@ def _voice_spans(tracks: list[Element]) -> tuple[list[tuple[str, int, int]], lis
             inner = _bb_column_voices(bb_editor, bb_index)
             if not inner:
                 notes.append(f"B+B track {name} has no notes in its column {bb_index}")
-            for clip in track.findall("bbtco"):
+            for clip in _all(track, _BB_CLIPS):
                 pos, length = _tick(clip, "pos"), _tick(clip, "len")
                 if _muted(clip) or length <= 0:
                     continue
@@ -408,7 +427,7 @@ def _bb_column_voices(editor: Element | None, column: int) -> list[str]:
     for inner_index, inner in enumerate(editor.findall("track")):
         if _muted(inner):
             continue
-        patterns = inner.findall("pattern")
+        patterns = _all(inner, _NOTE_CLIPS)
         # Column n is the pattern at pos n * 192 (LMMS 1.x), else the n-th pattern (0.x files).
         at_pos = [p for p in patterns if _tick(p, "pos") == column * TICKS_PER_WHOLE]
         chosen = at_pos or (patterns[column:column + 1] if len(patterns) > column else [])
