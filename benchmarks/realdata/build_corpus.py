@@ -214,6 +214,11 @@ def _extract(mirror: Path, item: Item, out: Path) -> None:
 # Render
 
 
+def too_new(creator_version: str) -> bool:
+    """Saved by LMMS 1.3 or later: LMMS 1.2 loads such files without their renamed clips."""
+    return re.match(r"1\.([3-9]|\d\d)|[2-9]\.", creator_version) is not None
+
+
 def render(items: dict[str, Item], out: Path, max_minutes: float, timeout_s: float,
            save: callable) -> None:
     from edm.data.lmms import LmmsError, read_lmms
@@ -229,7 +234,7 @@ def render(items: dict[str, Item], out: Path, max_minutes: float, timeout_s: flo
             item.status, item.note = "unreadable", str(error).splitlines()[0]
             save()
             continue
-        if re.match(r"1\.([3-9]|\d\d)|[2-9]\.", project.creator_version):
+        if too_new(project.creator_version):
             item.status = "needs newer lmms"
             item.note = f"saved by LMMS {project.creator_version}; this lmms is 1.2"
             save()
@@ -295,7 +300,7 @@ def annotate(items: dict[str, Item], out: Path, save: callable) -> None:
     folder = out / "annotations"
     folder.mkdir(exist_ok=True)
     for item in items.values():
-        if item.status not in ("rendered", "collected") or not item.audio:
+        if item.status not in ("rendered", "collected", "ready") or not item.audio:
             continue
         audio_path = out / item.audio
         try:
@@ -305,6 +310,14 @@ def annotate(items: dict[str, Item], out: Path, save: callable) -> None:
             save()
             continue
         if item.kind == "lmms":
+            from edm.data.lmms import read_lmms
+
+            version = read_lmms(out / item.file).creator_version
+            if too_new(version):
+                item.status = "needs newer lmms"
+                item.note = f"saved by LMMS {version}; this lmms is 1.2"
+                save()
+                continue
             audio, rate = sf.read(audio_path, dtype="float32", always_2d=True)
             if float(np.max(np.abs(audio), initial=0.0)) < 1e-4:
                 item.status, item.note = "silent render", "missing instruments or samples?"
