@@ -291,7 +291,7 @@ def section_energy(audio: np.ndarray, sample_rate: int, sections: list) -> list[
     return [round(float(v), 4) for v in (levels - levels.min()) / np.ptp(levels)]
 
 
-def annotate(items: dict[str, Item], out: Path, save: callable) -> None:
+def annotate(items: dict[str, Item], out: Path, save: callable, min_seconds: float) -> None:
     import soundfile as sf
 
     from edm.data.schema import EnergyData, save_annotation
@@ -307,6 +307,11 @@ def annotate(items: dict[str, Item], out: Path, save: callable) -> None:
             annotation = read_truth(out / item.file, audio=audio_path)
         except TruthError as error:
             item.status, item.note = "unreadable", str(error).splitlines()[0]
+            save()
+            continue
+        if (annotation.track.duration_s or 0) < min_seconds:
+            item.status = "too short"
+            item.note = f"{annotation.track.duration_s:.0f} s < {min_seconds:g} s"
             save()
             continue
         if item.kind == "lmms":
@@ -353,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", default="collect,render,annotate")
     parser.add_argument("--max-minutes", type=float, default=6.0,
                         help="Skip projects longer than this (default 6).")
+    parser.add_argument("--min-seconds", type=float, default=20.0,
+                        help="Leave out shorter items (default 20 s: too few bars to score).")
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="Seconds allowed per render on top of the song's length.")
     args = parser.parse_args(argv)
@@ -385,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     if "render" in steps:
         render(items, out, args.max_minutes, args.timeout, save)
     if "annotate" in steps:
-        annotate(items, out, save)
+        annotate(items, out, save, args.min_seconds)
     save()
     counts: dict[str, int] = {}
     for item in items.values():
