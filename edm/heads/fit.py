@@ -341,16 +341,16 @@ def fit_heads(
 
 
 def _backbone_options(info: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Options that rebuild the store's backbone (None when no track was read)."""
+    """Options that rebuild the store's backbone; None when no track was read or the backbone
+    is not one edm builds (the heads still fit; `edm analyze` then names the problem)."""
     from edm.backbones import options_from_config
 
     if not info:
         return None
     try:
         return options_from_config({"name": info["name"], **info.get("config", {})})
-    except (KeyError, ValueError) as error:
-        raise FitError(f"backbone {info.get('key')!r}: the store does not say how to rebuild it "
-                       f"({error})") from error
+    except (KeyError, ValueError):
+        return None
 
 
 @dataclass
