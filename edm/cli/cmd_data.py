@@ -26,9 +26,6 @@ from edm.data.schema import (
     AnnotationError,
     Tier,
     TrackAnnotation,
-    annotation_filename,
-    load_annotation,
-    save_annotation,
 )
 from edm.text import plural
 
@@ -83,96 +80,90 @@ Examples:
   edm data import rekordbox.xml --out annotations/
   edm data import rekordbox.xml --out annotations/ --playlist "Peak Time" --tier 1
   edm data import rekordbox.xml --out annotations/ --audio-root /mnt/music
+  edm data import /Volumes/USB/PIONEER --out annotations/       # a USB export (+ phrases)
+  edm data import --rekordbox-db --out annotations/             # Rekordbox 6/7 master.db
   edm data import song.osu --out annotations/     # also .sm .ssc .qua charts, .mmp(z)
 \b
+A USB export and master.db add Rekordbox's phrase analysis (labelled sections) to the grid
+and cues. A track already in the folder from another source (the XML) is merged into one
+file, without duplicate cues.
 Exit codes: 0 imported (repairs are listed on stderr), 1 the file could not be read or
 some tracks were skipped.""")
-@click.argument("xml", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("xml", metavar="SOURCE", required=False,
+                type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the annotation files (one YAML per track).")
+@click.option("--rekordbox-db", is_flag=False, flag_value="", default=None, metavar="[PATH]",
+              help="Read Rekordbox 6/7's master.db (default: this computer's Rekordbox "
+                   "library) instead of SOURCE.")
+@click.option("--db-key", help="The master.db key, when the one pyrekordbox knows fails.")
 @click.option("--tier", type=click.IntRange(1, 3), default=2, show_default=True,
               help="Trust tier: 1 verified, 2 DJ software labels, 3 unlabeled.")
-@click.option("--playlist", help="Import only this playlist (name, or 'Folder/Name').")
+@click.option("--playlist", help="XML: import only this playlist (name, or 'Folder/Name').")
 @click.option("--audio-root", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Where the library's audio lives on this machine (paths are remapped).")
+              help="XML: where the library's audio lives on this machine (paths are remapped).")
 @click.option("--overwrite", is_flag=True,
               help="Replace annotations that were edited since import (version > 1 or "
                    "another source); by default they are kept.")
 @click.option("--no-hash", is_flag=True, help="Do not read audio files to fill content hashes.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def import_command(
-    xml: Path, out_dir: Path, tier: int, playlist: str | None, audio_root: Path | None,
-    overwrite: bool, no_hash: bool, as_json: bool,
+    xml: Path | None, out_dir: Path, rekordbox_db: str | None, db_key: str | None, tier: int,
+    playlist: str | None, audio_root: Path | None, overwrite: bool, no_hash: bool,
+    as_json: bool,
 ) -> None:
-    """Rekordbox XML export to one annotation file per track.
+    """A Rekordbox library to one annotation file per track.
 
-    Reads every TRACK (grid from TEMPO, cues from POSITION_MARK, key, BPM, duration) with a
-    hardened XML parser; problems in single tracks are repaired or skipped and listed.
+    SOURCE is a Rekordbox XML export (every TRACK: grid from TEMPO, cues from POSITION_MARK,
+    key, BPM, duration; read with a hardened XML parser) or a USB export (export.pdb and the
+    ANLZ analysis files: every beat, cues, phrases). Problems in single tracks are repaired or
+    skipped and listed.
     """
     from edm.cli.truth_import import TRUTH_SUFFIXES, import_truth_file
 
-    if xml.suffix.lower() in TRUTH_SUFFIXES:  # a chart or LMMS project: exact Tier-1 grid
+    if xml is not None and xml.suffix.lower() in TRUTH_SUFFIXES:  # chart / LMMS: Tier-1 grid
         return import_truth_file(xml, out_dir, as_json=as_json)
-    from edm.data.rekordbox import RekordboxError, paused_gc, read_rekordbox_xml
+    from edm.data.rekordbox import RekordboxError, paused_gc
+    from edm.data.rekordbox_library import read_any_library, save_annotations
 
     show = not as_json and sys.stderr.isatty()
     with _progress("locating audio", show) as progress:
         task = progress.add_task("locate", total=None)
         try:
-            library = read_rekordbox_xml(
-                xml, audio_root=audio_root, playlist=playlist, tier=Tier(tier),
-                hash_audio=not no_hash,
+            library = read_any_library(
+                xml, rekordbox_db=rekordbox_db, db_key=db_key, audio_root=audio_root,
+                playlist=playlist, tier=Tier(tier), hash_audio=not no_hash,
                 progress=_reporter(progress, task, show),
             )
         except RekordboxError as error:
             raise click.ClickException(str(error)) from error
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written, kept, used = 0, [], set()
     with _progress("writing annotations", show) as progress, paused_gc():
-        for annotation in progress.track(library.tracks, description="write"):
-            name = annotation_filename(annotation)
-            stem = name.removesuffix(".yaml")
-            counter = 2
-            while name in used:  # Same audio twice in the collection: keep both.
-                name = f"{stem}.{counter}.yaml"
-                counter += 1
-            used.add(name)
-            target = out_dir / name
-            if not overwrite and _edited_since_import(target):
-                kept.append(str(target))
-                continue
-            save_annotation(annotation, target)
-            written += 1
+        task = progress.add_task("write", total=len(library.tracks))
+        saved = save_annotations(library.tracks, out_dir, overwrite=overwrite,
+                                 progress=_reporter(progress, task, show))
 
+    source = library.path or xml
     summary = {
-        "xml": str(xml), "out": str(out_dir), "rekordbox_version": library.product_version,
+        "xml": str(source), "out": str(out_dir), "rekordbox_version": library.product_version,
         "tracks_in_file": library.tracks_in_file, "imported": len(library.tracks),
-        "skipped": library.skipped, "written": written, "kept_edited": kept,
-        "audio_found": library.audio_found, "problems": library.problems,
+        "skipped": library.skipped, "written": saved.written, "merged": saved.merged,
+        "kept_edited": saved.kept_edited, "audio_found": library.audio_found,
+        "with_phrases": sum(1 for a in library.tracks if a.sections),
+        "problems": library.problems,
     }
     if as_json:
         _echo_json(summary)
     else:
         _print_problems(library.problems)
         click.echo(
-            f"{xml}: {len(library.tracks)} of {library.tracks_in_file} tracks imported, "
-            f"{written} written to {out_dir}, {len(kept)} edited kept, "
-            f"{library.audio_found} with audio here, {len(library.problems)} problem(s)"
+            f"{source}: {len(library.tracks)} of {library.tracks_in_file} tracks imported, "
+            f"{saved.written} written to {out_dir} ({saved.merged} merged with another "
+            f"source), {len(saved.kept_edited)} edited kept, {summary['with_phrases']} with "
+            f"phrases, {library.audio_found} with audio here, {len(library.problems)} problem(s)"
         )
     if library.skipped:
         sys.exit(1)
-
-
-def _edited_since_import(path: Path) -> bool:
-    """True when ``path`` holds an annotation someone changed after importing it."""
-    if not path.exists():
-        return False
-    try:
-        existing = load_annotation(path)
-    except AnnotationError:
-        return False  # A broken file is not worth keeping over a fresh import.
-    return existing.metadata.version > 1 or existing.metadata.source != "rekordbox-xml"
 
 
 def _load(ann_dir: Path, as_json: bool) -> Any:
