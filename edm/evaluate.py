@@ -252,10 +252,17 @@ def evaluate_track(truth: TrackAnnotation, pred: TrackAnnotation) -> dict[str, f
 
 
 def mean_scores(per_track: Iterable[dict[str, float]]) -> dict[str, float]:
-    """Mean of each metric over tracks, ignoring ``nan`` (metric undefined for that track)."""
+    """Mean of each score over the tracks that have it, ignoring ``nan`` (metric undefined for
+    that track); :data:`METRICS` names first, in order, then any other score.
+
+    >>> mean_scores([{"beat_f": 1.0}, {"beat_f": 0.5, "boundary_f_3s": float("nan")}])["beat_f"]
+    0.75
+    """
     rows = list(per_track)
+    present = {key for row in rows for key in row}
+    names = [*(m for m in METRICS if m in present), *sorted(present - set(METRICS))]
     out: dict[str, float] = {}
-    for name in METRICS:
+    for name in names:
         values = np.array([row.get(name, np.nan) for row in rows], float)
         out[name] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
     return out
@@ -308,7 +315,7 @@ class Report:
 
     @property
     def mean(self) -> dict[str, float]:
-        return mean_scores(self.per_track.values())
+        return {**dict.fromkeys(METRICS, float("nan")), **mean_scores(self.per_track.values())}
 
     def to_dict(self) -> dict:
         def clean(scores: dict[str, float]) -> dict[str, float | None]:

@@ -35,7 +35,7 @@ from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
 
 from edm.data.schema import EnergyData, Section
-from edm.heads.activations import Activations
+from edm.heads.activations import EVENT_TASKS, Activations
 from edm.heads.energy import EnergyHead
 from edm.heads.inference import NumpyHeads, predict_numpy
 
@@ -269,7 +269,7 @@ def save_oof(oof: Mapping[str, Activations], path: str | Path) -> Path:
     arrays: dict[str, np.ndarray] = {}
     labels: tuple[str, ...] = ()
     for track_id, activations in oof.items():
-        for task in ("beat", "downbeat", "boundary"):
+        for task in EVENT_TASKS:
             arrays[f"{track_id}/{task}"] = np.ascontiguousarray(getattr(activations, task))
         if activations.section is not None:
             arrays[f"{track_id}/section"] = np.ascontiguousarray(activations.section)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edm.data.schema import Section, TrackAnnotation, annotation_to_dict
+from edm.evaluate import mean_scores
 from edm.heads.activations import Activations
 from edm.heads.artifacts import Heads
 from edm.heads.energy import (
@@ -30,7 +31,7 @@ from edm.heads.energy import (
     energy_targets,
     section_features,
 )
-from edm.heads.metrics import mean_scores, score_track
+from edm.heads.metrics import score_track
 from edm.heads.train import (
     ProgressFn,
     TrackData,

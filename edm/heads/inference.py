@@ -22,9 +22,8 @@ from typing import Any
 import numpy as np
 from scipy.special import erf, expit, softmax
 
-from edm.heads.activations import Activations, average_probabilities
+from edm.heads.activations import EVENT_TASKS, Activations, average_probabilities
 
-EVENT_TASKS = ("beat", "downbeat", "boundary")
 _SQRT_HALF = np.float32(np.sqrt(0.5))
 
 

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edm.heads.activations import EVENT_TASKS
+
 
 class _DilatedBlock(nn.Module):
     """Residual block: dilated conv (kernel 3) → GELU → dropout → 1×1 conv, added to the input."""
@@ -157,7 +159,7 @@ class TemporalHeads(nn.Module):
         if coarse.shape[-1] < n_frames:
             coarse = F.pad(coarse, (0, n_frames - coarse.shape[-1]), mode="replicate")
         logits = self.out(self.fuse(torch.cat([fine, coarse], dim=1)))
-        result = {"beat": logits[:, 0], "downbeat": logits[:, 1], "boundary": logits[:, 2]}
+        result = {task: logits[:, i] for i, task in enumerate(EVENT_TASKS)}
         if self.n_sections:
             result["section"] = logits[:, 3:].transpose(1, 2)  # (batch, frames, classes)
         return result

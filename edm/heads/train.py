@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from edm.data.schema import Tier, TrackAnnotation
-from edm.heads.activations import Activations, average_probabilities
+from edm.decode.peaks import pick_peaks
+from edm.heads.activations import EVENT_TASKS, Activations, average_probabilities
 from edm.heads.finetune import FinetunedHeads, finetuned_net
 from edm.heads.loss import (
     ShiftTolerantBCELoss,
@@ -40,11 +41,9 @@ from edm.heads.loss import (
     tolerance_frames,
     weighted_mean,
 )
-from edm.heads.metrics import PEAK_DEFAULTS, pick_peaks
+from edm.heads.metrics import PEAK_DEFAULTS
 from edm.heads.model import TemporalHeads
 from edm.heads.targets import SECTION_LABELS, HeadTargets, make_targets
-
-EVENT_TASKS: tuple[str, ...] = ("beat", "downbeat", "boundary")
 
 #: Called as ``progress(epoch, epochs, loss)`` after every epoch.
 ProgressFn = Callable[[int, int, float], None]
@@ -147,9 +146,6 @@ _ARRAYS = (
     "boundary_weight",
     "section",
 )
-_EVENTS = ("beat", "downbeat", "boundary")
-
-
 def _crop(example: _Example, n_frames: int, rng: np.random.Generator, stretch: float) -> _Example:
     """A random crop of about ``n_frames`` output frames, optionally time-stretched."""
     factor = float(rng.uniform(1.0 - stretch, 1.0 + stretch)) if stretch > 0 else 1.0
@@ -167,7 +163,7 @@ def _crop(example: _Example, n_frames: int, rng: np.random.Generator, stretch: f
         source = np.clip(np.round(np.arange(out_len) * factor).astype(int) + start, 0, total - 1)
         embeddings = example.embeddings[source]
         piece = {name: getattr(targets, name)[source] for name in _ARRAYS}
-        for name in _EVENTS:
+        for name in EVENT_TASKS:
             positives = np.flatnonzero(getattr(targets, name)[start : start + source_len])
             moved = np.round(positives / factor).astype(int)
             event = np.zeros(out_len, dtype=np.float32)
@@ -474,9 +470,10 @@ def pseudo_targets(activations: Activations, config: TrainConfig) -> HeadTargets
     for task in EVENT_TASKS:
         probabilities = getattr(activations, task)
         _, min_distance_s = PEAK_DEFAULTS[task]
-        peaks = pick_peaks(probabilities, fps, config.pseudo_threshold, min_distance_s)
+        peaks = pick_peaks(probabilities, fps, height=config.pseudo_threshold,
+                           min_distance_s=min_distance_s)
         event = np.zeros(activations.n_frames, dtype=np.float32)
-        event[np.round(peaks * fps).astype(int)] = 1.0
+        event[np.round(peaks.frames).astype(int)] = 1.0
         confident = (event > 0) | (probabilities < config.pseudo_negative)
         arrays[task] = event
         arrays[f"{task}_weight"] = confident.astype(np.float32) * config.pseudo_weight
