@@ -41,7 +41,7 @@ DECODED = ("dec_beat_f", "dec_downbeat_f", "dec_boundary_f_0.5s", "dec_boundary_
 def decoded_scores(activations, truth: TrackAnnotation) -> dict[str, float]:
     """Scores of edm.decode's grid and sections: what the heads give a real decoder."""
     from edm.decode import DecodeError, decode_beats, decode_sections
-    from edm.heads.metrics import beat_f, boundary_f
+    from edm.evaluate import beat_f_measure, boundary_hit_rate
     from edm.heads.targets import boundary_times
 
     duration_s = truth.track.duration_s or activations.n_frames / activations.frames_per_second
@@ -53,10 +53,10 @@ def decoded_scores(activations, truth: TrackAnnotation) -> dict[str, float]:
     starts = np.array([s.start_s for s in sections])
     reference = boundary_times(truth)
     return {
-        "dec_beat_f": beat_f(truth.beats(), grid.beats),
-        "dec_downbeat_f": beat_f(truth.downbeats(), grid.downbeats),
-        "dec_boundary_f_0.5s": boundary_f(reference, starts, duration_s, 0.5),
-        "dec_boundary_f_3s": boundary_f(reference, starts, duration_s, 3.0),
+        "dec_beat_f": beat_f_measure(truth.beats(), grid.beats),
+        "dec_downbeat_f": beat_f_measure(truth.downbeats(), grid.downbeats),
+        "dec_boundary_f_0.5s": boundary_hit_rate(reference, starts, duration_s, window_s=0.5),
+        "dec_boundary_f_3s": boundary_hit_rate(reference, starts, duration_s, window_s=3.0),
     }
 
 
