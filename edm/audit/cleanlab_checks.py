@@ -24,12 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
-from scipy.signal import find_peaks
 
 from edm.audit.findings import Finding
-from edm.audit.grid_checks import downbeat_rotation, sample
+from edm.audit.grid_checks import downbeat_rotation
 from edm.data.schema import TempoSegment, Tier, TrackAnnotation, beat_grid
-from edm.heads.activations import Activations
+from edm.decode.peaks import pick_peaks
+from edm.heads.activations import Activations, sample
 
 #: A boundary activation peak this close to a cue is that cue's boundary (in bars).
 MATCH_BARS = 1.5
@@ -60,11 +60,8 @@ def _boundary_candidates(
     downbeats = beats[numbers == 1]
     bar_s = 4 * float(np.median(np.diff(beats))) if beats.size > 1 else 2.0
     fps = act.frames_per_second
-    index, props = find_peaks(
-        act.boundary, height=PEAK_HEIGHT, distance=max(1, int(2 * bar_s * fps))
-    )
-    peak_times = index / fps
-    peak_heights = props["peak_heights"]
+    peaks = pick_peaks(act.boundary, fps, height=PEAK_HEIGHT, min_distance_s=2 * bar_s)
+    peak_times, peak_heights = peaks.times, peaks.heights
     cue_times = np.array([c.start_s for c in track.cues if c.start_s < end])
     out: list[_Candidate] = []
     spread = np.linspace(-0.25, 0.25, 11)

@@ -16,9 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from edm.audit.findings import Finding
-from edm.audit.grid_checks import sample
 from edm.data.schema import Cue, TempoSegment, TrackAnnotation, beat_grid
-from edm.heads.activations import Activations
+from edm.heads.activations import Activations, sample
 
 #: A cue further than this from every beat of the labelled grid is off the grid; the labelled
 #: grid itself may be up to 20 ms off (the grid check's tolerance), hence the margin.
