@@ -331,6 +331,46 @@ class Report:
         }
 
 
+def evaluate_library(truth_dir: str | Path, ann_dir: str | Path) -> Report:
+    """Score a DJ library's own labels (``edm data import`` of a USB export or master.db:
+    Rekordbox's grid and phrase sections) against ``truth_dir/*.jams``, as a peer.
+
+    Annotation files are named after the track, not the truth, so a truth file ``NAME.jams``
+    is matched to the annotation whose audio has the stem ``NAME`` (or the same content hash).
+    """
+    truth_dir, ann_dir = Path(truth_dir), Path(ann_dir)
+    for directory in (truth_dir, ann_dir):
+        if not directory.is_dir():
+            raise EvaluateError(f"{directory}: not a folder")
+    from edm.data.jams_io import load_truth
+    from edm.data.schema import load_annotations
+
+    report = Report(name=f"{ann_dir} (Rekordbox phrases)")
+    annotations, errors = load_annotations(ann_dir)
+    report.problems += [str(error).splitlines()[0] for error in errors]
+    by_key: dict[str, TrackAnnotation] = {}
+    for annotation in annotations:
+        if annotation.track.path:
+            by_key.setdefault(Path(annotation.track.path.replace("\\", "/")).stem, annotation)
+        if annotation.track.content_hash:
+            by_key.setdefault(annotation.track.content_hash, annotation)
+    truths = _index(truth_dir, (".jams",))
+    if not truths:
+        raise EvaluateError(f"{truth_dir}: no .jams truth files")
+    for stem, truth_path in truths.items():
+        try:
+            truth = load_truth(truth_path)
+        except (AnnotationError, ValueError) as error:
+            report.problems.append(str(error).splitlines()[0])
+            continue
+        own = by_key.get(stem) or by_key.get(truth.track.content_hash or "")
+        if own is None:
+            report.missing.append(stem)
+            continue
+        report.per_track[stem] = evaluate_track(truth, own)
+    return report
+
+
 def evaluate_folder(truth_dir: str | Path, pred_dir: str | Path) -> Report:
     """Match ``truth_dir/*.jams`` to ``pred_dir/<same stem>.{json,jams,yaml}`` and score each.
 

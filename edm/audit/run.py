@@ -16,6 +16,7 @@ from edm.audit.corrections import apply_grid_fix
 from edm.audit.cue_checks import check_cues
 from edm.audit.findings import Finding, rank_findings
 from edm.audit.grid_checks import PHASE_TOLERANCE_S, check_grid, estimate_phase
+from edm.audit.phrase_checks import check_cues_against_phrases
 from edm.data.schema import TempoSegment, TrackAnnotation
 from edm.heads.activations import Activations
 
@@ -40,7 +41,8 @@ def audit_track(
     latency_s: float = 0.0,
     phase_tolerance_s: float = PHASE_TOLERANCE_S,
 ) -> tuple[list[Finding], list[TempoSegment]]:
-    """Grid checks (when there are activations) and cue heuristics for one track."""
+    """Grid checks (when there are activations), cue heuristics and, for tracks with
+    Rekordbox phrases, cues against the phrases."""
     findings: list[Finding] = []
     grid = list(track.grid)
     if act is not None and grid and track.end_s:
@@ -48,6 +50,7 @@ def audit_track(
         findings += checked.findings
         grid = checked.corrected_grid
     findings += check_cues(track, grid, act, aligned=act is not None and bool(grid))
+    findings += check_cues_against_phrases(track)
     return findings, grid
 
 

@@ -33,6 +33,7 @@ Examples:
   edm evaluate --truth synth/truth --pred predictions/
   edm evaluate --truth synth/truth --pred default/ --pred fitted/ --json
   edm evaluate --truth held_out/truth --pred predictions/ --metrics reports/evaluation.json
+  edm evaluate --truth truth/ --pred predictions/ --rekordbox usb-annotations/
 \b
 Predictions are matched to truth by file stem: truth/NAME.jams ↔ pred/NAME.json (edm analyze
 --format json), NAME.jams or NAME.yaml.
@@ -44,19 +45,26 @@ Exit codes: 0 every truth file had a readable prediction, 1 some were missing or
 @click.option("--pred", "pred_dirs", required=True, multiple=True,
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder of predictions; repeat to compare several.")
+@click.option("--rekordbox", "library_dir",
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Annotations imported from a USB export or master.db: Rekordbox's own grid "
+                   "and phrase sections, scored beside the predictions.")
 @click.option("--json", "as_json", is_flag=True, help="Print scores (per track too) as JSON.")
 @click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write mean scores per prediction folder as flat JSON "
                    "(for `dvc metrics show`).")
 def command(
-    truth_dir: Path, pred_dirs: tuple[Path, ...], as_json: bool, metrics_path: Path | None
+    truth_dir: Path, pred_dirs: tuple[Path, ...], library_dir: Path | None, as_json: bool,
+    metrics_path: Path | None,
 ) -> None:
     """Score predictions against ground truth with mir_eval (beats, downbeats, tempo,
     boundaries, energy)."""
-    from edm.evaluate import METRICS, EvaluateError, evaluate_folder
+    from edm.evaluate import METRICS, EvaluateError, evaluate_folder, evaluate_library
 
     try:
         reports = [evaluate_folder(truth_dir, pred) for pred in pred_dirs]
+        if library_dir is not None:
+            reports.append(evaluate_library(truth_dir, library_dir))
     except EvaluateError as error:
         raise click.ClickException(str(error)) from error
     failed = any(r.problems or r.missing for r in reports)

@@ -15,6 +15,10 @@ What each label source promises
   without a cue says nothing unless the track is Tier 1 (verified, complete). Unlabeled frames
   of Tier 2 tracks therefore get ``unlabeled_weight`` (small, not 0: most frames really are not
   boundaries, and a little weight keeps the head from calling everything a boundary).
+- **Phrase analysis** (Rekordbox's ``PSSI`` phrases, imported as sections with
+  ``provenance["sections_complete"] == "true"``): Rekordbox labels every phrase, so between the
+  first phrase's start and the last one's end a frame without a boundary *is* a negative
+  (weight 1, as for Tier 1); outside that span the cues stay positive-unlabeled.
 - **Section function** comes from Tier 1 sections or from cue names ("Drop", "Break" …); a frame
   whose section function is unknown gets class ``-1`` (ignored).
 
@@ -41,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edm.data.schema import Tier, TrackAnnotation, beat_grid
+from edm.heads.activations import to_frame
 
 #: Section functions the heads can learn, in class-index order.
 SECTION_LABELS: tuple[str, ...] = ("intro", "buildup", "drop", "breakdown", "outro")
@@ -92,7 +97,7 @@ class HeadTargets:
 
 def times_to_frames(times_s: np.ndarray, frames_per_second: float, n_frames: int) -> np.ndarray:
     """Frame indices of event times; events outside the track are dropped."""
-    frames = np.round(np.asarray(times_s, dtype=float) * frames_per_second).astype(int)
+    frames = np.atleast_1d(to_frame(np.asarray(times_s, dtype=float), frames_per_second))
     return np.unique(frames[(frames >= 0) & (frames < n_frames)])
 
 
@@ -100,6 +105,23 @@ def _events(times_s: np.ndarray, frames_per_second: float, n_frames: int) -> np.
     target = np.zeros(n_frames, dtype=np.float32)
     target[times_to_frames(times_s, frames_per_second, n_frames)] = 1.0
     return target
+
+
+def complete_boundary_span(annotation: TrackAnnotation) -> tuple[float, float] | None:
+    """Where every boundary of the track is labelled: the span of its sections when they come
+    from a complete source (Rekordbox phrases), else None (Tier 1 is complete everywhere).
+
+    >>> from edm.data.schema import Metadata, Section, TrackIdentity
+    >>> ann = TrackAnnotation(track=TrackIdentity(duration_s=60.0),
+    ...     sections=[Section(start_s=2.0, end_s=18.0), Section(start_s=18.0, end_s=50.0)],
+    ...     metadata=Metadata(provenance={"sections_complete": "true"}))
+    >>> complete_boundary_span(ann)
+    (2.0, 50.0)
+    """
+    if not annotation.sections or annotation.metadata.provenance.get(
+            "sections_complete") != "true":
+        return None
+    return annotation.sections[0].start_s, annotation.sections[-1].end_s
 
 
 def boundary_times(annotation: TrackAnnotation) -> np.ndarray:
@@ -131,8 +153,8 @@ def _section_classes(
     for start_s, end_s, label in spans:
         if label is None:
             continue
-        first = max(round(start_s * frames_per_second), 0)
-        last = min(round(end_s * frames_per_second), n_frames)
+        first = max(int(to_frame(start_s, frames_per_second)), 0)
+        last = min(int(to_frame(end_s, frames_per_second)), n_frames)
         classes[first:last] = SECTION_LABELS.index(label)
     return classes
 
@@ -182,6 +204,10 @@ def make_targets(
         boundary_weight = zeros.copy()
     else:
         boundary_weight = np.where(boundary > 0, 1.0, unlabeled_weight).astype(np.float32)
+        span = complete_boundary_span(annotation)
+        if span is not None:
+            first = max(round(span[0] * frames_per_second), 0)
+            boundary_weight[first : min(round(span[1] * frames_per_second) + 1, n_frames)] = 1.0
 
     if tier == Tier.UNLABELED:
         section = np.full(n_frames, -1, dtype=np.int64)
