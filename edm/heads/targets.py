@@ -206,8 +206,9 @@ def make_targets(
         boundary_weight = np.where(boundary > 0, 1.0, unlabeled_weight).astype(np.float32)
         span = complete_boundary_span(annotation)
         if span is not None:
-            first = max(round(span[0] * frames_per_second), 0)
-            boundary_weight[first : min(round(span[1] * frames_per_second) + 1, n_frames)] = 1.0
+            first = max(int(to_frame(span[0], frames_per_second)), 0)
+            last = min(int(to_frame(span[1], frames_per_second)) + 1, n_frames)
+            boundary_weight[first:last] = 1.0
 
     if tier == Tier.UNLABELED:
         section = np.full(n_frames, -1, dtype=np.int64)
