@@ -371,3 +371,23 @@ def test_new_paths_are_encoded_like_rekordbox() -> None:
                 assert path_to_location(path) == location
                 checked += 1
     assert checked > 2500
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [('<?xml version="1.0" encoding="ISO-8859-1"?><DJ_PLAYLISTS><COLLECTION/></DJ_PLAYLISTS>',
+      "encoded as ISO-8859-1; edm updates UTF-8 exports"),
+     ('<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaa">]><DJ_PLAYLISTS><COLLECTION/>'
+      "</DJ_PLAYLISTS>", "refused an entity declaration"),
+     ("<DJ_PLAYLISTS><COLLECTION>", "malformed XML")],
+)
+def test_a_base_that_cannot_be_updated_is_one_line_and_nothing_is_written(
+    text: str, message: str, tmp_path: Path
+) -> None:
+    from edm.data.rekordbox import RekordboxError
+
+    base = tmp_path / "base.xml"
+    base.write_text(text, encoding="latin-1")
+    with pytest.raises(RekordboxError, match=message) as caught:
+        write_back_xml([], tmp_path / "out.xml", base=base)
+    assert "\n" not in str(caught.value) and not (tmp_path / "out.xml").exists()

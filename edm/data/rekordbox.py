@@ -20,8 +20,16 @@ Rekordbox                              edm
                                        ``color`` ``'#RRGGBB'``
 =====================================  ===================================================
 
+``Location`` is also kept as written in ``provenance["location"]``: Rekordbox matches tracks
+on re-import by that exact string (its escaping varies between versions), and streaming tracks
+(``file://localhost/soundcloud:tracks:…``) have no path at all.
+
 Times are seconds; Rekordbox stores them with millisecond precision, so the writer rounds
 ``TEMPO Inizio`` and cue times to 3 decimals and a round trip is exact to the millisecond.
+
+Writing back (:func:`write_rekordbox_xml` for ``edm data export``, :func:`write_back_xml` for
+``edm analyze --format rekordbox``) copies the library's own XML and splices in only what edm
+changes; see the "Writing" section below for the rules.
 
 Robustness: the file is parsed with :mod:`defusedxml` (entity declarations and external
 references are refused, which stops billion-laughs and XXE attacks). Problems inside one track
@@ -916,6 +924,12 @@ def _locate(path: Path) -> _Located:
 
     with _xml_errors(path):
         data = path.read_bytes()
+        declared = re.match(rb"(?:\xef\xbb\xbf)?<\?xml[^>]*encoding=[\"']([^\"']+)", data)
+        if declared and declared.group(1).decode("ascii", "replace").lower().replace(
+                "-", "") != "utf8":
+            raise RekordboxError(
+                f"{path}: encoded as {declared.group(1).decode('ascii', 'replace')}; edm "
+                "updates UTF-8 exports (what Rekordbox writes) only")
         handler = _LocatingHandler(path, data)
         parser = DefusedExpatParser(forbid_dtd=False, forbid_entities=True,
                                     forbid_external=True)
