@@ -58,6 +58,8 @@ class Model:
     backbone_name: str | None
     backbone_options: dict[str, Any]
     path: Path
+    #: ``sha256:`` + 12 hex digits of the heads' config and weights: which exact model ran.
+    version: str = ""
 
     def backbone(self) -> Any:
         """The backbone the heads were trained on, built once per model.
@@ -109,7 +111,22 @@ def load_model(model_dir: str | Path | None = None) -> Model:
     name = "default" if path.resolve() == DEFAULT_MODEL_DIR.resolve() else path.name
     return Model(heads=heads, name=f"{name} ({key})", backbone_key=key,
                  backbone_name=heads.backbone_name, backbone_options=dict(heads.backbone_options),
-                 path=path)
+                 path=path, version=model_fingerprint(path))
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """``sha256:`` + 12 hex digits over a heads folder's config, weights and energy files
+    (not its metrics or out-of-fold probabilities, which do not change what it predicts)."""
+    import hashlib
+
+    from edm.heads.artifacts import CONFIG_FILE, WEIGHTS_FILE
+
+    digest = hashlib.sha256()
+    for file in [model_dir / CONFIG_FILE, model_dir / WEIGHTS_FILE,
+                 *sorted(model_dir.glob("energy_*.ubj"))]:
+        if file.is_file():
+            digest.update(file.name.encode() + b"\0" + file.read_bytes())
+    return f"sha256:{digest.hexdigest()[:12]}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,6 +277,7 @@ def analyze(
         extra={"envelope": envelope(embedded.descriptors, embedded.frames_per_second),
                "beat_source": "onsets (beat head silent)" if fallback is not None else "heads",
                "energy_source": energy_source},
+        model_version=model.version, activations=acts,
     )
 
 

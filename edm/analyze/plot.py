@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edm.analyze.result import CUE_COLORS, Analysis
+from edm.text import plural
 
 
 def _mmss(seconds: float, _pos: object = None) -> str:
@@ -92,7 +93,8 @@ def plot_analysis(analysis: Analysis, path: str | Path, *, width_in: float = 16.
 
     tempo = " → ".join(f"{seg.bpm:g}" for seg in analysis.grid.segments[:4])
     fig.suptitle(
-        f"{Path(analysis.path).name}    {tempo} BPM    {len(analysis.sections)} sections    "
+        f"{Path(analysis.path).name}    {tempo} BPM    {plural(len(analysis.sections), 'section')}"
+        "    "
         f"model: {analysis.model}",
         color="#f0f0f0", fontsize=11, x=0.01, ha="left",
     )

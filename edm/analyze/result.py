@@ -6,13 +6,26 @@ backbone, file). :meth:`Analysis.to_annotation` turns it into the project's
 the annotation writers in :mod:`edm.data` and what ``edm analyze`` writes is what
 ``edm data import`` reads back.
 
-JSON format (``edm analyze --format json``)::
+JSON format (``edm analyze --format json``), every time in seconds::
 
-    {"format": "edm-analysis", "version": 1, "path": ..., "model": ..., "backbone": ...,
+    {"format": "edm-analysis", "version": 2, "path": ..., "duration_s": ...,
+     "model": ..., "model_version": ..., "backbone": ..., "edm_version": ...,
      "bpm": ..., "elapsed_s": ..., "beat_source": "heads" | "onsets (beat head silent)",
-     "energy_source": "energy head" | "descriptors", "annotation": {<TrackAnnotation as JSON>}}
+     "energy_source": "energy head" | "descriptors",
+     "grid": [{"start_s", "bpm", "beats_per_bar", "beat_in_bar"}, ...],   # tempo segments
+     "beats": [...], "downbeats": [...], "boundaries": [...],
+     "beat_confidence": [...] | null, "downbeat_confidence": [...] | null,
+     "boundary_confidence": [...] | null,
+     "sections": [{"start_s", "end_s", "label", "energy": {"overall", "bass", ...}}, ...],
+     "cues": [{"start_s", "kind", "name", "color", ...}, ...],
+     "annotation": {<TrackAnnotation as JSON>}}
 
-``edm evaluate`` reads these files back (``edm.evaluate.load_prediction``).
+``beats`` and ``downbeats`` are the grid expanded to the track's end; ``boundaries`` are the
+times where one section ends and the next begins (the track's start and end are not
+boundaries). A ``*_confidence`` list is aligned with its events: the head's probability at
+each one (:func:`Analysis.confidence_at`), ``null`` when the model did not give it (the beat
+head fell silent and onsets found the beats). ``annotation`` is what ``edm evaluate``
+(``edm.evaluate.load_prediction``) and ``edm data`` read back.
 """
 
 from __future__ import annotations
@@ -21,6 +34,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edm.data.schema import (
     Cue,
@@ -32,8 +47,13 @@ from edm.data.schema import (
     annotation_to_dict,
 )
 from edm.decode import BeatGrid
+from edm.decode.tempo import MATCH_TOLERANCE_S
+from edm.heads.activations import Activations, peak_near
 
-JSON_FORMAT_VERSION = 1
+JSON_FORMAT_VERSION = 2
+#: Times in the JSON are rounded to 0.1 ms, probabilities to 0.001.
+_TIME_DECIMALS = 4
+_CONFIDENCE_DECIMALS = 3
 
 #: Memory cue colours by section label (Rekordbox's palette), so the waveform reads at a glance.
 CUE_COLORS = {
@@ -69,6 +89,11 @@ class Analysis:
     #: their cues); the grid and section cues are edm's.
     base: TrackAnnotation | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Fingerprint of the heads (config and weights), so two runs name the exact same model.
+    model_version: str = ""
+    #: The heads' per-frame probabilities the grid and sections were decoded from; they give
+    #: each beat, downbeat and boundary its confidence.
+    activations: Activations | None = field(default=None, compare=False, repr=False)
 
     @property
     def bpm(self) -> float:
@@ -77,6 +102,23 @@ class Analysis:
     @property
     def cues(self) -> list[Cue]:
         return section_cues(self.sections)
+
+    @property
+    def boundaries(self) -> list[float]:
+        """Times where one section ends and the next begins (not the track's start or end)."""
+        return [section.start_s for section in self.sections[1:]]
+
+    def confidence_at(self, task: str, times_s: Sequence[float] | np.ndarray) -> np.ndarray | None:
+        """The ``task`` head's probability ("beat", "downbeat" or "boundary") at each time: its
+        largest value within ±35 ms (the decoder's match tolerance); ``None`` without
+        activations, and for beats the onset fallback found (no beat probability then)."""
+        if self.activations is None:
+            return None
+        if task == "beat" and self.extra.get("beat_source", "heads") != "heads":
+            return None
+        values = getattr(self.activations, task)
+        return peak_near(values, self.activations.frames_per_second, np.asarray(times_s, float),
+                         MATCH_TOLERANCE_S)
 
     def to_annotation(self, *, keep_user_cues: bool = True) -> TrackAnnotation:
         """The analysis as an annotation (tier 3: machine labels, not verified)."""
@@ -107,15 +149,42 @@ class Analysis:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form (see the module docstring for the fields)."""
+        from edm import __version__
+
+        annotation = self.to_annotation()
+        events = {"beat": self.grid.beats, "downbeat": self.grid.downbeats,
+                  "boundary": np.asarray(self.boundaries, float)}
+        confidences = {f"{task}_confidence": _rounded(self.confidence_at(task, times),
+                                                      _CONFIDENCE_DECIMALS)
+                       for task, times in events.items()}
         return {
             "format": "edm-analysis",
             "version": JSON_FORMAT_VERSION,
             "path": self.path,
+            "duration_s": self.duration_s,
             "model": self.model,
+            "model_version": self.model_version,
             "backbone": self.backbone,
+            "edm_version": __version__,
             "bpm": round(self.bpm, 3),
             "elapsed_s": round(self.elapsed_s, 3),
             "beat_source": self.extra.get("beat_source", "heads"),
             "energy_source": self.extra.get("energy_source", "descriptors"),
-            "annotation": annotation_to_dict(self.to_annotation()),
+            "grid": [segment.model_dump(mode="json") for segment in self.grid.segments],
+            "beats": _rounded(self.grid.beats, _TIME_DECIMALS),
+            "downbeats": _rounded(self.grid.downbeats, _TIME_DECIMALS),
+            "boundaries": _rounded(events["boundary"], _TIME_DECIMALS),
+            **confidences,
+            "sections": [
+                {"start_s": s.start_s, "end_s": s.end_s, "label": s.label,
+                 "energy": None if s.energy is None else s.energy.model_dump(exclude_none=True)}
+                for s in self.sections
+            ],
+            "cues": [cue.model_dump(mode="json", exclude_none=True) for cue in annotation.cues],
+            "annotation": annotation_to_dict(annotation),
         }
+
+
+def _rounded(values: np.ndarray | None, decimals: int) -> list[float] | None:
+    return None if values is None else np.round(np.asarray(values, float), decimals).tolist()

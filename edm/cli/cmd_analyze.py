@@ -11,17 +11,24 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from edm.analyze.writers import FORMATS
+from edm.text import plural
 
 _err = Console(stderr=True)
+#: Failures printed before "… N more"; --json always carries all of them.
+_SHOWN_FAILURES = 20
+
+
 
 
 def _collect(inputs: tuple[Path, ...], audio_root: Path | None):
-    """(path, base annotation or None) pairs, the XML they came from, and input problems."""
+    """(path, base annotation or None) pairs, the XML they came from, notes on the XML (a
+    track without a grid: edm makes its own) and inputs that failed before analysis."""
     from edm.audio import AUDIO_EXTENSIONS
     from edm.data.rekordbox import RekordboxError, read_rekordbox_xml
 
     pairs: list = []
     problems: list[str] = []
+    notes: list[str] = []
     xml_base: Path | None = None
     plain: list[Path] = []
     for item in inputs:
@@ -31,7 +38,7 @@ def _collect(inputs: tuple[Path, ...], audio_root: Path | None):
             except RekordboxError as error:
                 problems.append(str(error))
                 continue
-            problems.extend(library.problems)
+            notes.extend(library.problems)
             xml_base = xml_base or item
             for track in library.tracks:
                 if track.track.path:
@@ -51,7 +58,22 @@ def _collect(inputs: tuple[Path, ...], audio_root: Path | None):
         else:
             # A file that is not there or not audio fails in analyze() with its own message.
             pairs.append((item, None))
-    return pairs, xml_base, problems
+    return pairs, xml_base, notes, problems
+
+
+def _missing_audio_hint(missing: int, audio_root: Path | None) -> str:
+    tracks = ("1 of the XML's tracks is not at its" if missing == 1
+              else f"{missing} of the XML's tracks are not at their")
+    if audio_root is not None:
+        return f"hint: {tracks} Location, nor under --audio-root {audio_root}"
+    return (f"hint: {tracks} Location (a library from another machine?): point --audio-root "
+            "at the folder that holds the music")
+
+
+def _table_console() -> Console:
+    """The terminal's width on a terminal; into a pipe or file, wide enough for whole names."""
+    console = Console()
+    return console if console.is_terminal else Console(width=1000)
 
 
 @click.command(epilog="""\b
@@ -65,9 +87,24 @@ Examples:
 Rekordbox output adds a named memory cue on the downbeat at every section start to the XML's
 tracks, merged with your own cues (kept unless --replace-cues); your beat grid is kept unless
 --replace-grid, and tracks where edm's tempo disagrees with it are listed. Every other attribute
-and your playlists are left exactly as written. Import the file in Rekordbox (Preferences > View >
-rekordbox xml) or check it with `edm data import`.
-Exit codes: 0 every input analysed, 1 some inputs failed (each named on stderr), 2 usage.""")
+and your playlists are left exactly as written (check it with `edm data import`).
+\b
+To load the XML in Rekordbox: Preferences > View > Layout: tick "rekordbox xml";
+Preferences > Advanced > Database > rekordbox xml: choose the file. Then open the
+"rekordbox xml" tree in the browser, right-click a track or playlist > "Import To Collection".
+\b
+--out is followed as given: a name ending in / (or an existing folder, or a name without an
+extension) is a folder, result.json is one file (one track), cues.csv / library.xml a file;
+anything else is refused before analysis, with the reason. JSON/JAMS files keep each track's
+path relative to the folder the inputs share, so dir/a/loop.mp3 and dir/b/loop.mp3 give
+a/loop.json and b/loop.json.
+\b
+JSON fields: path, duration_s, model, model_version, backbone, edm_version, bpm, grid (tempo
+segments), beats, downbeats, boundaries (seconds), beat_/downbeat_/boundary_confidence (the
+heads' probabilities, null when not given), sections (start_s, end_s, label, energy), cues,
+annotation (what `edm evaluate` and `edm data` read).
+Exit codes: 0 every input analysed (notes about the XML are not failures), 1 some inputs
+failed (each named on stderr), 2 usage (e.g. an --out that cannot hold the output).""")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--models", "model_dir", type=click.Path(path_type=Path),
               help="Heads folder from `edm fit-heads` (default: the model shipped with edm).")
@@ -75,8 +112,9 @@ Exit codes: 0 every input analysed, 1 some inputs failed (each named on stderr),
               help="Embedding store to read tracks from when already embedded.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS),
               default="json", show_default=True, help="Output format.")
-@click.option("--out", "out_path", type=click.Path(path_type=Path),
-              help="Output folder (json, jams) or file (rekordbox, csv). "
+@click.option("--out", "out_path", type=click.Path(path_type=str),
+              help="Output folder (json, jams; or result.json for one track) or file "
+                   "(rekordbox, csv; or a folder/ for the default name in it). "
                    "Default: edm-analysis/, edm-analysis.xml or edm-cues.csv.")
 @click.option("--plot", is_flag=True, help="Also write a PNG per track next to the output.")
 @click.option("--replace-cues", is_flag=True,
@@ -87,10 +125,11 @@ Exit codes: 0 every input analysed, 1 some inputs failed (each named on stderr),
               help="Where a Rekordbox XML's audio lives on this machine.")
 @click.option("--json", "as_json", is_flag=True, help="Print the analyses as JSON on stdout.")
 def command(inputs: tuple[Path, ...], model_dir: Path | None, store_path: Path | None, fmt: str,
-            out_path: Path | None, plot: bool, replace_cues: bool, replace_grid: bool,
+            out_path: str | None, plot: bool, replace_cues: bool, replace_grid: bool,
             audio_root: Path | None, as_json: bool) -> None:
     """Beat grid, phrase-aligned sections and energy for tracks, folders or a Rekordbox XML."""
     from edm.analyze import AnalysisWriter, AnalyzeError, analyze_many, load_model
+    from edm.analyze.writers import OutputError
 
     try:
         model = load_model(model_dir)
@@ -102,18 +141,28 @@ def command(inputs: tuple[Path, ...], model_dir: Path | None, store_path: Path |
         from edm.store import EmbeddingStore
 
         store = EmbeddingStore(store_path)
-    pairs, xml_base, problems = _collect(inputs, audio_root)
-    writer = AnalysisWriter(fmt, out_path, plot=plot, replace_cues=replace_cues,
-                            replace_grid=replace_grid, base=xml_base)
+    pairs, xml_base, notes, problems = _collect(inputs, audio_root)
+    n_inputs = len(pairs) + len(problems)
+    try:
+        writer = AnalysisWriter(fmt, out_path, inputs=[path for path, _ in pairs], plot=plot,
+                                replace_cues=replace_cues, replace_grid=replace_grid,
+                                base=xml_base)
+    except OutputError as error:
+        raise click.UsageError(str(error)) from error
+    from_xml = {str(path) for path, base in pairs if base is not None}
+    missing_from_xml = 0
     progress = Progress(TextColumn("analyzing"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TextColumn("{task.description}"), console=_err,
-                        disable=as_json or len(pairs) < 2, transient=True)
+                        disable=as_json or len(pairs) < 2 or not _err.is_terminal,
+                        transient=True)
     with progress:
         task = progress.add_task("", total=len(pairs))
         for outcome in analyze_many(pairs, model, store=store):
             progress.update(task, advance=1, description=Path(outcome.path).name)
             if outcome.error is not None:
                 problems.append(outcome.error)
+                missing_from_xml += (outcome.path in from_xml
+                                     and not Path(outcome.path).is_file())
                 continue
             writer.add(outcome.analysis)
     writer.finish()
@@ -124,11 +173,13 @@ def command(inputs: tuple[Path, ...], model_dir: Path | None, store_path: Path |
         click.echo(json.dumps({"model": model.name, "out": str(out),
                                "analyses": [a.to_dict() for a in analyses],
                                "rekordbox": rekordbox.to_dict() if rekordbox else None,
-                               "problems": problems}, indent=2, ensure_ascii=False))
+                               "notes": notes, "problems": problems}, indent=2,
+                              ensure_ascii=False))
     else:
         table = Table(title=f"edm analyze — model: {model.name}")
-        for column in ("track", "BPM", "sections", "first drop", "time"):
-            table.add_column(column, justify="left" if column == "track" else "right")
+        table.add_column("track", overflow="fold")  # a long name wraps, never cut
+        for column in ("BPM", "sections", "first drop", "time"):
+            table.add_column(column, justify="right", no_wrap=True)
         for a in analyses:
             drop = next((s.start_s for s in a.sections if s.label == "drop"), None)
             tempo = " → ".join(f"{s.bpm:g}" for s in a.grid.segments[:3])
@@ -136,15 +187,21 @@ def command(inputs: tuple[Path, ...], model_dir: Path | None, store_path: Path |
                           "—" if drop is None else f"{int(drop // 60)}:{drop % 60:04.1f}",
                           f"{a.elapsed_s:.2f} s")
         if analyses:
-            Console().print(table)
+            _table_console().print(table)
             click.echo(f"wrote {fmt} → {out}" + (f" (PNGs in {writer.plot_dir})" if plot else ""),
                        err=True)
         if rekordbox is not None:
             for line in rekordbox.grid_disagreements + rekordbox.notes:
                 click.echo(line, err=True)
             click.echo(rekordbox.summary(), err=True)
-    for line in problems:
-        click.echo(line, err=True)
+    if not as_json:
+        for line in [f"note: {note}" for note in notes] + problems[:_SHOWN_FAILURES]:
+            click.echo(line, err=True)
+        if len(problems) > _SHOWN_FAILURES:
+            click.echo(f"… {len(problems) - _SHOWN_FAILURES} more failed (see --json)", err=True)
     if problems:
-        click.echo(f"{len(problems)} input(s) failed, {len(analyses)} analysed", err=True)
+        click.echo(f"{len(problems)} of {plural(n_inputs, 'input')} failed, "
+                   f"{len(analyses)} analysed", err=True)
+        if missing_from_xml:
+            click.echo(_missing_audio_hint(missing_from_xml, audio_root), err=True)
         raise SystemExit(1)

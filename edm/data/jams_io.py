@@ -13,6 +13,14 @@ Conventions
 - Everything JAMS has no namespace for (cues, key, tier, source, provenance, content hash …)
   lives in ``jam.sandbox["edm"]``. :func:`jams_to_annotation` is the exact inverse of
   :func:`annotation_to_jams`; for JAMS written by other tools it rebuilds a grid from the beats.
+- ``confidence`` is a probability only where one exists: ``edm analyze`` gives each beat the
+  beat head's probability at it and each section the boundary head's at its start (the first
+  section, which starts with the track, has none); labels from DJ software or a synth plan
+  carry ``null``, never a made-up 1.0. A ``tempo`` observation's confidence is the salience
+  the namespace requires (a number): 1.0, the only tempo over its span.
+- ``annotation_metadata`` says who made the labels: ``data_source`` is the annotation's
+  source (``rekordbox-xml``, ``edm-synth``, ``edm-analyze`` …), ``annotation_tools`` the edm
+  version; for an analysis ``annotator`` holds the model, its version and the backbone.
 
 JAMS needs a duration; when the annotation has none, the file states the last annotated time
 and ``sandbox["edm"]["track"]`` keeps ``duration_s`` absent so the inverse restores ``None``.
@@ -20,6 +28,7 @@ and ``sandbox["edm"]["track"]`` keeps ``duration_s`` absent so the inverse resto
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +45,8 @@ from edm.data.schema import (
 )
 
 _NO_LABEL = "section"
+#: Event times (s) → one probability per time, or None when there is none to give.
+ConfidenceAt = Callable[[np.ndarray], "np.ndarray | None"]
 #: Two beats belong to one tempo segment while the grid predicts them within this (s).
 _GRID_FIT_TOLERANCE_S = 0.005
 
@@ -48,8 +59,35 @@ def _last_time(annotation: TrackAnnotation) -> float:
     return max(times)
 
 
-def annotation_to_jams(annotation: TrackAnnotation) -> jams.JAMS:
+def _confidences(at: ConfidenceAt | None, times: list[float]) -> list[float | None]:
+    values = at(np.asarray(times, dtype=float)) if at is not None and times else None
+    if values is None:
+        return [None] * len(times)
+    return [round(float(v), 3) for v in values]
+
+
+def _metadata(annotation: TrackAnnotation, annotator: Mapping[str, Any] | None,
+              rules: str) -> jams.AnnotationMetadata:
+    from edm import __version__
+
+    annotator = dict(annotator or {})
+    return jams.AnnotationMetadata(
+        data_source=annotation.metadata.source, annotation_tools=f"edm {__version__}",
+        version=str(annotator.get("model_version", "")), annotator=jams.Sandbox(**annotator),
+        annotation_rules=rules,
+    )
+
+
+def annotation_to_jams(
+    annotation: TrackAnnotation, *, confidence: Mapping[str, ConfidenceAt] | None = None,
+    annotator: Mapping[str, Any] | None = None,
+) -> jams.JAMS:
     """Convert an annotation to a :class:`jams.JAMS` object (see the module's Conventions).
+
+    ``confidence`` maps ``"beat"`` / ``"boundary"`` to a function giving the probability at
+    event times (beats; section starts); without one the observations carry ``None``.
+    ``annotator`` (model, model_version, backbone …) goes into every annotation's
+    ``annotation_metadata``.
 
     >>> from edm.data.schema import TrackIdentity
     >>> ann = TrackAnnotation(track=TrackIdentity(duration_s=4.0),
@@ -59,7 +97,12 @@ def annotation_to_jams(annotation: TrackAnnotation) -> jams.JAMS:
     [4, 1, 2, 3, 4, 1, 2, 3]
     >>> jams_to_annotation(jam) == ann
     True
+    >>> jam.annotations[0].data[0].confidence is None
+    True
     """
+    confidence = dict(confidence or {})
+    rules = ("confidence: the head's probability at the event" if confidence
+             else "confidence: none (labels without probabilities)")
     duration = annotation.track.duration_s
     jam = jams.JAMS()
     jam.file_metadata.duration = duration if duration is not None else _last_time(annotation)
@@ -72,16 +115,20 @@ def annotation_to_jams(annotation: TrackAnnotation) -> jams.JAMS:
     jam.sandbox.edm = edm_data
 
     if annotation.grid:
-        beats = jams.Annotation(namespace="beat", time=0.0, duration=jam.file_metadata.duration)
+        beats = jams.Annotation(namespace="beat", time=0.0, duration=jam.file_metadata.duration,
+                                annotation_metadata=_metadata(annotation, annotator, rules))
         times, numbers = beat_grid(annotation.grid, jam.file_metadata.duration)
-        for time, number in zip(times.tolist(), numbers.tolist(), strict=True):
-            beats.append(time=time, duration=0.0, value=int(number), confidence=1.0)
+        beat_confidence = _confidences(confidence.get("beat"), times.tolist())
+        for time, number, probability in zip(times.tolist(), numbers.tolist(), beat_confidence,
+                                             strict=True):
+            beats.append(time=time, duration=0.0, value=int(number), confidence=probability)
         beats.sandbox = jams.Sandbox(
             grid=[segment.model_dump(mode="json") for segment in annotation.grid]
         )
         jam.annotations.append(beats)
 
-        tempo = jams.Annotation(namespace="tempo", time=0.0, duration=jam.file_metadata.duration)
+        tempo = jams.Annotation(namespace="tempo", time=0.0, duration=jam.file_metadata.duration,
+                                annotation_metadata=_metadata(annotation, annotator, rules))
         for index, segment in enumerate(annotation.grid):
             stop = (
                 annotation.grid[index + 1].start_s
@@ -90,18 +137,22 @@ def annotation_to_jams(annotation: TrackAnnotation) -> jams.JAMS:
             )
             tempo.append(
                 time=segment.start_s, duration=stop - segment.start_s, value=segment.bpm,
-                confidence=1.0,
+                confidence=1.0,  # salience: one tempo at a time
             )
         jam.annotations.append(tempo)
 
     if annotation.sections:
         segments = jams.Annotation(
-            namespace="segment_open", time=0.0, duration=jam.file_metadata.duration
+            namespace="segment_open", time=0.0, duration=jam.file_metadata.duration,
+            annotation_metadata=_metadata(annotation, annotator, rules),
         )
-        for section in annotation.sections:
+        starts = [section.start_s for section in annotation.sections]
+        # The first section starts with the track: that is no detected boundary.
+        boundary_confidence = [None, *_confidences(confidence.get("boundary"), starts[1:])]
+        for section, probability in zip(annotation.sections, boundary_confidence, strict=True):
             segments.append(
                 time=section.start_s, duration=section.end_s - section.start_s,
-                value=section.label or _NO_LABEL, confidence=1.0,
+                value=section.label or _NO_LABEL, confidence=probability,
             )
         # Observations are kept sorted by time; sections already are, so the lists stay aligned.
         segments.sandbox = jams.Sandbox(
@@ -212,9 +263,13 @@ def load_truth(path: str | Path) -> TrackAnnotation:
     return jams_to_annotation(Path(path))
 
 
-def save_jams(annotation: TrackAnnotation, path: str | Path) -> Path:
-    """Write ``annotation`` as a JAMS file; returns the path."""
+def save_jams(
+    annotation: TrackAnnotation, path: str | Path, *,
+    confidence: Mapping[str, ConfidenceAt] | None = None,
+    annotator: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``annotation`` as a JAMS file (arguments as :func:`annotation_to_jams`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    annotation_to_jams(annotation).save(str(path))
+    annotation_to_jams(annotation, confidence=confidence, annotator=annotator).save(str(path))
     return path

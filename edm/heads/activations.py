@@ -3,11 +3,12 @@
 Convention: frame ``i`` describes the audio around ``i / frames_per_second`` seconds; every
 array shares the store's frame rate, which travels with the data, never as a constant.
 
-Times and frames meet in three helpers, with one rounding rule (nearest frame):
+Times and frames meet in four helpers, with one rounding rule (nearest frame):
 
 - :func:`to_frame`: seconds → frame index (``round(t * fps)``);
 - :func:`span`: ``[start_s, end_s)`` → a slice of at least one frame inside the track;
-- :func:`sample`: per-frame values at arbitrary times (linear between frames, 0 outside).
+- :func:`sample`: per-frame values at arbitrary times (linear between frames, 0 outside);
+- :func:`peak_near`: the largest value within a window around each time (0 outside).
 
 >>> to_frame(np.array([0.0, 0.26, 1.0]), 10.0).tolist()
 [0, 3, 10]
@@ -57,6 +58,28 @@ def sample(values: np.ndarray, frames_per_second: float, times_s: np.ndarray) ->
     weight = position - index
     out = padded[index] * (1.0 - weight) + padded[index + 1] * weight
     return np.where((frames < 0) | (frames > len(values) - 1), 0.0, out)
+
+
+def peak_near(
+    values: np.ndarray, frames_per_second: float, times_s: np.ndarray, window_s: float
+) -> np.ndarray:
+    """The largest of the per-frame ``values`` within ±``window_s`` of each time; 0 for a time
+    outside the track. How strongly a head fires at decoded events (a beat of a fitted grid
+    rarely falls on the activation's peak frame).
+
+    >>> peak_near(np.array([0.0, 0.2, 0.9, 0.1]), 10.0, np.array([0.0, 0.3, 1.0]), 0.1).tolist()
+    [0.2, 0.9, 0.0]
+    """
+    from scipy.ndimage import maximum_filter1d
+
+    values = np.asarray(values, dtype=float)
+    frames = np.asarray(to_frame(np.asarray(times_s, dtype=float), frames_per_second))
+    half = max(0, int(to_frame(window_s, frames_per_second)))
+    if len(values) == 0:
+        return np.zeros(frames.shape)
+    pooled = maximum_filter1d(values, size=2 * half + 1, mode="constant", cval=0.0)
+    inside = (frames >= 0) & (frames < len(values))
+    return np.where(inside, pooled[np.clip(frames, 0, len(values) - 1)], 0.0)
 
 
 @dataclass(frozen=True)
