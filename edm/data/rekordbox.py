@@ -873,7 +873,7 @@ class _LocatingHandler(_ExportHandler):
         super().__init__(path, self._done)
         self.data = data
         self.position: Callable[[], int] = lambda: 0
-        self.spans: list[_Span] = []
+        self.spans: list[_Span | None] = []
         self.current: tuple[_Span, list[_Span], list[_Span]] | None = None
         self.found: list[tuple[_RawTrack, _Span, list[_Span], list[_Span]]] = []
         self.collection: _Span | None = None
@@ -886,31 +886,33 @@ class _LocatingHandler(_ExportHandler):
         return _Span(at, match.end())
 
     def startElement(self, name: str, attrs: Any) -> None:
-        at = self.position()
         parent = self.stack[-1] if self.stack else ""
         in_track = self.track is not None and parent == "TRACK"
         super().startElement(name, attrs)
-        span = self._span(at)
-        self.spans.append(span)
+        span = None  # only the elements a write may touch are located (playlists are not)
         if name == "TRACK" and parent == "COLLECTION":
+            span = self._span(self.position())
             self.current = (span, [], [])
         elif in_track and self.current is not None and name in ("TEMPO", "POSITION_MARK"):
+            span = self._span(self.position())
             self.current[1 if name == "TEMPO" else 2].append(span)
         elif name == "COLLECTION" and parent == "DJ_PLAYLISTS":
-            self.collection = span
+            span = self.collection = self._span(self.position())
+        self.spans.append(span)
 
     def endElement(self, name: str) -> None:
-        at = self.position()
         span = self.spans.pop()
-        if self.data[span.tag_end - 2 : span.tag_end] == b"/>":
-            span.end = span.tag_end
-            close_at = span.tag_end - 2
-        else:
-            match = _END_TAG.match(self.data, at)
-            span.end = match.end() if match else at
-            close_at = at
-        if name == "COLLECTION" and self.stack[:-1] == ["DJ_PLAYLISTS"]:
-            self.collection_close = close_at
+        if span is not None:
+            at = self.position()
+            if self.data[span.tag_end - 2 : span.tag_end] == b"/>":
+                span.end = span.tag_end
+                close_at = span.tag_end - 2
+            else:
+                match = _END_TAG.match(self.data, at)
+                span.end = match.end() if match else at
+                close_at = at
+            if span is self.collection:
+                self.collection_close = close_at
         super().endElement(name)
 
     def _done(self, track: _RawTrack) -> None:
@@ -964,33 +966,46 @@ class _TrackEdit:
 
 def _read_marks(raw: _RawTrack) -> list[Cue | None]:
     """Each POSITION_MARK as the import reads it; None for one the import skips."""
-    cues: list[Cue | None] = []
-    for attrs in raw.marks:
-        try:
-            cues.append(Cue.model_validate(_TrackReader._cue(attrs)))
-        except (ValueError, ValidationError):
-            cues.append(None)
-    return cues
+    return [_read_mark(attrs) for attrs in raw.marks]
 
 
-def _sync_edit(raw: _RawTrack, dj: TrackAnnotation, wanted: TrackAnnotation) -> _TrackEdit:
-    """Edits that make a base TRACK say what ``wanted`` says (``edm data export``)."""
+def _read_mark(attrs: dict[str, str]) -> Cue | None:
+    try:
+        return Cue.model_validate(_TrackReader._cue(attrs))
+    except (ValueError, ValidationError):
+        return None
+
+
+def _sync_edit(raw: _RawTrack, reader: _TrackReader, wanted: TrackAnnotation) -> _TrackEdit:
+    """Edits that make a base TRACK say what ``wanted`` says (``edm data export``).
+
+    Compared as the plain values the import builds (no validation: most tracks are
+    unchanged); only where they differ is the slower, exact reading consulted.
+    """
     edit = _TrackEdit()
-    if wanted.grid != dj.grid:
+    attrs = raw.attrs
+    try:
+        same_grid = [s.model_dump() for s in wanted.grid] == reader.grid(raw)
+    except ValueError:
+        same_grid = False
+    if not same_grid and wanted.grid != reader.annotation(raw)[0].grid:
         edit.grid = list(wanted.grid)
-    if wanted.bpm is not None and wanted.bpm != dj.bpm:
+    bpm = _float(attrs, "AverageBpm") if attrs.get("AverageBpm") else None
+    if wanted.bpm is not None and wanted.bpm != bpm:
         edit.attrs["AverageBpm"] = _fmt(wanted.bpm, 2)
-    if wanted.key is not None and wanted.key != dj.key:
+    if wanted.key is not None and wanted.key != (attrs.get("Tonality") or None):
         edit.attrs["Tonality"] = wanted.key
-    remaining = list(wanted.cues)
-    for index, cue in enumerate(_read_marks(raw)):
-        if cue is None:
+    remaining = [c.model_dump() for c in wanted.cues]
+    for index, mark in enumerate(raw.marks):
+        try:
+            plain = _TrackReader._cue(mark)
+        except ValueError:
             continue  # not something edm read, so not something edm may remove
-        if cue in remaining:
-            remaining.remove(cue)
-        else:
+        if plain in remaining:
+            remaining.remove(plain)
+        elif _read_mark(mark) is not None:
             edit.drop_marks.add(index)
-    edit.new_cues = remaining
+    edit.new_cues = [Cue.model_validate(c) for c in remaining]
     return edit
 
 
@@ -1195,9 +1210,7 @@ def write_rekordbox_xml(
         if found is None:
             new.append(annotation)
             continue
-        raw = located.tracks[found][0]
-        dj, _ = reader.annotation(raw)
-        edits[found] = _sync_edit(raw, dj, annotation)
+        edits[found] = _sync_edit(located.tracks[found][0], reader, annotation)
     return _splice(located, edits, new, report)
 
 
