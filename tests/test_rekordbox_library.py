@@ -315,3 +315,26 @@ def test_default_master_db_missing_is_one_line(tmp_path: Path, monkeypatch) -> N
     lines = stderr.strip().splitlines()
     assert code == 1 and len(lines) == 1
     assert "master.db: no Rekordbox database here" in lines[0]
+
+
+def test_dat_cue_list_when_the_ext_has_none(tmp_path: Path) -> None:
+    """Older exports keep cues only in the DAT's PCOB list (hot cues A-C, no names)."""
+    import struct
+
+    from pyrekordbox.anlz.structs import AnlzFileHeader
+
+    folder = tmp_path / "anlz"
+    folder.mkdir()
+    data = (DEMO2 / "ANLZ0000.DAT").read_bytes()
+    header = AnlzFileHeader.parse(data)
+    entry = (b"PCPT" + struct.pack(">IIIIIHHBxHII", 28, 56, 2, 4, 0x10000, 0xFFFF, 0xFFFF, 2,
+                                   1000, 16025, 24025) + bytes(16))
+    content = struct.pack(">IHHi", 1, 0, 1, -1) + entry
+    tag = b"PCOB" + struct.pack(">II", 24, 12 + len(content)) + content
+    body = data[header.len_header:] + tag
+    (folder / "ANLZ0000.DAT").write_bytes(
+        AnlzFileHeader.build(dict(header, len_file=header.len_header + len(body))) + body)
+    anlz = read_anlz(folder / "ANLZ0000.DAT")  # no EXT beside it
+    assert anlz.cue_tag == "PCOB" and not anlz.phrases
+    assert [(c.start_s, c.end_s, c.kind, c.slot) for c in anlz.cues] == [
+        (16.025, 24.025, "hot", 1)]

@@ -6,8 +6,9 @@ What is taken from them
   :class:`~edm.data.schema.TempoSegment`; a new segment starts wherever a beat is more than
   :data:`BEAT_TOLERANCE_S` from where the running segment puts it, so the grid of a
   live-played track (Rekordbox 6's dynamic beat grid: a tempo per beat) survives beat by beat.
-- ``PCO2`` (EXT) or else ``PCOB`` (DAT) (cues): memory cues, hot cues (slot = hot cue − 1),
-  loops, with the comment as name and the hot cue's RGB colour.
+- ``PCO2`` (EXT) or, when that has none, ``PCOB`` (DAT) (cues): memory cues, hot cues
+  (slot = hot cue − 1), loops, with the comment as name and the hot cue's RGB colour (a
+  memory cue's colour is an index into a palette no format notes give: left unset).
 - ``PSSI`` (EXT, "phrase analysis", Rekordbox 6/7): the phrases, which become
   :class:`~edm.data.schema.Section` objects from one phrase's first beat to the next's (the
   last one to ``end_beat``). Rekordbox's phrase kinds depend on the track's *mood*; the table
@@ -202,7 +203,8 @@ def _cues(anlz: object, tag: str) -> list[Cue]:
         for entry in item.content.entries:
             start = entry.time / 1000.0
             end = None
-            loop_type = entry.type if tag == "PCO2" else int(entry.type)
+            # PCOB's type is a construct enum ("single"/"loop"), PCO2's a plain number.
+            loop_type = int(getattr(entry.type, "intvalue", entry.type))
             if loop_type == 2 and entry.loop_time not in (-1, 0xFFFFFFFF):
                 end = entry.loop_time / 1000.0 if entry.loop_time > entry.time else None
             hot = int(entry.hot_cue)
@@ -246,10 +248,13 @@ def read_anlz(dat_path: str | Path) -> AnlzAnalysis:
             ext = AnlzFile.parse_file(ext_path)
         except Exception:  # an unreadable EXT costs its phrases, not the track
             ext = None
-    if ext is not None and "PCO2" in ext.tag_types:
-        result.cues, result.cue_tag = _cues(ext, "PCO2"), "PCO2"
-    elif "PCOB" in dat.tag_types:
-        result.cues, result.cue_tag = _cues(dat, "PCOB"), "PCOB"
+    has_extended = ext is not None and "PCO2" in ext.tag_types
+    extended = _cues(ext, "PCO2") if has_extended else []
+    standard = _cues(dat, "PCOB") if "PCOB" in dat.tag_types else []
+    if extended or (has_extended and not standard):
+        result.cues, result.cue_tag = extended, "PCO2"
+    elif "PCOB" in dat.tag_types:  # no extended list, or an empty one: the DAT's own
+        result.cues, result.cue_tag = standard, "PCOB"
     if ext is not None and "PSSI" in ext.tag_types:
         content = ext.get_tag("PSSI").content
         mood = MOODS.get(int(content.mood))
