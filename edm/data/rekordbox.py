@@ -1197,7 +1197,7 @@ def write_rekordbox_xml(
     if base is None:
         return _write_new(annotations, path, snap=False)
     base = Path(base)
-    same_file = {str(base.resolve()), str(base)}
+    same_file = {str(base), str(base.absolute()), str(base.resolve())}
     report = RekordboxWrite(path=path, base=base)
     located = _locate(base)
     index = _Index(located)

@@ -19,7 +19,8 @@ cues merged with :func:`~edm.data.rekordbox.merge_cues` (no duplicates), the gri
 of whichever source has them.
 
 ``master.db`` is read with pyrekordbox (SQLCipher through ``sqlcipher3``); a database saved
-without encryption (as pyrekordbox's test data) is read directly.
+without encryption (as pyrekordbox's test data) is read directly. pyrekordbox is never given an
+XML file (its XML reader is not hardened): not the library's ``masterPlaylists6.xml`` either.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,8 +235,11 @@ def _open_master_db(path: Path, key: str | None) -> Any:
         if not re.fullmatch(r"[0-9a-f]{64}", key):
             raise RekordboxError(f"{path}: --db-key must be 64 hexadecimal digits")
         _check_unlocks(path, key)
+    # db_dir: an empty folder, so pyrekordbox does not parse the library's masterPlaylists6.xml
+    # with its own (not hardened) XML reader; edm needs no playlists and finds share/ itself.
     try:
-        return MasterDatabase(path, key=key or "", unlock=not plain)
+        with tempfile.TemporaryDirectory() as empty:
+            return MasterDatabase(path, db_dir=empty, key=key or "", unlock=not plain)
     except ValueError as error:  # pyrekordbox: "The provided database key doesn't look valid"
         raise RekordboxError(f"{path}: {error}") from error
 
