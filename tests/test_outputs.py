@@ -6,6 +6,7 @@ decoder errors, readable tables and plain-words help.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -289,3 +290,65 @@ def test_xml_notes_are_not_failures_and_missing_audio_hints_at_audio_root(
     assert code == 1 and "5 of 6 inputs failed, 1 analysed" in stderr
     assert f"nor under --audio-root {root}" in stderr
     assert (tmp_path / "o" / "Demo Track 1.json").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# Help in plain words; README and --help agree
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _help(*command: str) -> str:
+    result = CliRunner().invoke(main, [*command, "--help"], terminal_width=100)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.parametrize("command", ["fit-heads", "label-audit"])
+def test_help_opens_with_a_plain_recipe_and_its_cost_in_time(command: str) -> None:
+    text = _help(command)
+    description = text.split("Options:")[0]
+    first_paragraphs = description.split("\n\n")[1:3]
+    assert first_paragraphs[1].lstrip().startswith("Plain recipe"), first_paragraphs
+    recipe = first_paragraphs[1]
+    assert f"edm {command} " in recipe and "Time:" in recipe
+    assert any(unit in recipe for unit in ("seconds", "minutes"))
+    for jargon in ("out-of-fold", "co-teaching", "Tier 3", "Teacher"):  # flag names aside
+        assert not re.search(rf"(?<!--){jargon}", description, re.IGNORECASE), jargon
+
+
+def test_fit_heads_options_all_have_a_description() -> None:
+    from edm.cli.cmd_fit_heads import command
+
+    undocumented = [p.name for p in command.params
+                    if isinstance(p, __import__("click").Option) and not p.help]
+    assert undocumented == []
+    text = " ".join(_help("fit-heads").split())
+    assert "--label-smoothing FLOAT RANGE Soften the targets" in text
+    assert "--epochs INTEGER RANGE Passes over the training tracks" in text
+    assert "--seed INTEGER Random seed" in text
+
+
+def test_readme_and_help_say_the_same_about_importing_into_rekordbox() -> None:
+    def steps(text: str) -> str:
+        text = " ".join(text.replace("→", ">").replace("*", "").split())
+        start = text.index("To load the XML in Rekordbox")
+        return text[start: text.index("Import To Collection", start)]
+
+    readme = README.read_text(encoding="utf-8")
+    help_text = _help("analyze")
+    assert steps(readme) == steps(help_text)
+    assert 'Preferences > View > Layout: tick "rekordbox xml"' in steps(readme)
+    assert "Preferences > Advanced > Database > rekordbox xml: choose the file" in steps(readme)
+    for text in (readme, help_text):
+        assert "File → Import" not in text and "File > Import" not in text
+
+
+def test_readme_format_table_lists_every_json_field(library, tmp_path: Path) -> None:
+    path, _ = library["truth"]["a"]
+    assert _edm("analyze", str(path), "--out", str(tmp_path / "r.json"))[0] == 0
+    fields = set(_json(tmp_path / "r.json")) - {"format", "version", "elapsed_s", "beat_source",
+                                                 "energy_source"}
+    row = next(line for line in README.read_text(encoding="utf-8").splitlines()
+               if line.startswith("| `edm analyze --format json`"))
+    assert [f for f in sorted(fields) if f"`{f}`" not in row] == []
