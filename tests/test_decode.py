@@ -159,3 +159,135 @@ def test_sections_carry_energy_labels_and_cover_the_track() -> None:
     assert drop.brightness == pytest.approx(3000.0, abs=20)
     assert riser_section.tension == pytest.approx(0.3, abs=0.02)
     assert drop.tension == pytest.approx(0.0, abs=0.01)
+
+
+# ---------------------------------------------------------------------------------------------
+# Real arrangements: kick/snare accents, arrangement changes, unsure heads (issue 15)
+
+
+def drum_descriptors(hits: np.ndarray, n: int, *, level: np.ndarray | None = None,
+                     offbeat_hats: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Band descriptors of a drum part: each hit lifts bass and mid and decays in 100 ms;
+    ``level`` scales everything per frame (an arrangement); hats lift the high band only."""
+    t = np.arange(n) / FPS
+    envelope = np.zeros(n)
+    for hit in hits:
+        after = t >= hit
+        envelope[after] = np.maximum(envelope[after], np.exp(-(t[after] - hit) / 0.1))
+    hats = np.zeros(n)
+    for hat in offbeat_hats if offbeat_hats is not None else []:
+        after = t >= hat
+        hats[after] = np.maximum(hats[after], np.exp(-(t[after] - hat) / 0.05))
+    scale = np.ones(n) if level is None else level
+    bass, mid = scale * (0.02 + 0.3 * envelope), scale * (0.02 + 0.2 * envelope)
+    high = scale * (0.01 + 0.1 * hats)
+    return {"rms": bass + mid + high, "bass": bass, "mid": mid, "high": high,
+            "onset": np.maximum(np.diff(envelope + hats, prepend=0.0), 0.0),
+            "centroid_hz": 800.0 + 2000.0 * scale}
+
+
+def test_accents_give_174_where_the_head_fires_every_other_beat() -> None:
+    """A head firing every other beat of a 174 BPM track says 87, and the prior hardly
+    separates 87 from 174; kicks and snares on every beat say 174."""
+    grid = [TempoSegment(start_s=0.3, bpm=174.0)]
+    act, beats, _ = activations_for(grid, 90.0, seed=7)
+    n = act.n_frames
+    half = Activations(0.8 * bumps(beats[::2], n) + 0.02, np.zeros(n), act.boundary, FPS)
+    decoded = decode_beats(half, descriptors=drum_descriptors(beats, n))
+    assert decoded.bpm == pytest.approx(174.0, abs=0.1)
+    assert mir_eval.beat.f_measure(beats, decoded.beats) > 0.98
+
+
+def test_kicks_win_the_phase_over_an_off_beat_head() -> None:
+    """A head that fires on the off-beat hats (half a beat late) gets the grid on the kicks."""
+    grid = [TempoSegment(start_s=0.5, bpm=128.0)]
+    act, beats, _ = activations_for(grid, 90.0, seed=8)
+    n = act.n_frames
+    offbeats = beats + 30.0 / 128.0
+    fooled = Activations(0.8 * bumps(offbeats, n) + 0.02, np.zeros(n), act.boundary, FPS)
+    without = decode_beats(fooled)
+    assert mir_eval.beat.f_measure(beats, without.beats) < 0.1  # the head alone: off-beat
+    decoded = decode_beats(fooled, descriptors=drum_descriptors(beats, n, offbeat_hats=offbeats))
+    assert decoded.bpm == pytest.approx(128.0, abs=0.05)
+    assert mir_eval.beat.f_measure(beats, decoded.beats) > 0.99
+
+
+def test_one_tempo_through_a_breakdown_is_one_segment() -> None:
+    """30 s without drums in a constant-tempo track (head noise only) is not a tempo change."""
+    grid = [TempoSegment(start_s=0.2, bpm=174.0)]
+    act, beats, _ = activations_for(grid, 200.0, seed=9)
+    n = act.n_frames
+    t = np.arange(n) / FPS
+    rng = np.random.default_rng(9)
+    breakdown = (t > 80) & (t < 110)
+    beat = np.where(breakdown, rng.uniform(0, 0.3, n), act.beat)
+    kept = beats[(beats < 80) | (beats > 110)]
+    decoded = decode_beats(Activations(beat, act.downbeat, act.boundary, FPS),
+                           descriptors=drum_descriptors(kept, n))
+    assert len(decoded.segments) == 1
+    assert decoded.bpm == pytest.approx(174.0, abs=0.05)
+    assert mir_eval.beat.f_measure(beats, decoded.beats) > 0.99
+
+
+def test_confidence_says_when_the_head_is_unsure() -> None:
+    """A silent head with kicks in the audio still gets the grid, and says it is unsure."""
+    grid = [TempoSegment(start_s=0.4, bpm=124.0)]
+    act, beats, downbeats = activations_for(grid, 90.0, seed=10)
+    n = act.n_frames
+    assert decode_beats(act).confidence > 0.7
+    silent = Activations(np.full(n, 0.01), np.full(n, 0.01), act.boundary, FPS)
+    decoded = decode_beats(silent, descriptors=drum_descriptors(beats, n))
+    assert decoded.bpm == pytest.approx(124.0, abs=0.05)
+    assert mir_eval.beat.f_measure(beats, decoded.beats) > 0.99
+    assert decoded.confidence < 0.05 and decoded.downbeat_confidence < 0.05
+
+
+def arrangement(downbeats: np.ndarray, change_bars: list[int], n: int) -> np.ndarray:
+    """A level per frame that steps at each of ``change_bars`` (alternately up and down)."""
+    t = np.arange(n) / FPS
+    level = np.full(n, 0.5)
+    for k, bar in enumerate(change_bars):
+        level[t >= downbeats[bar]] = 0.5 if k % 2 else 1.0
+    return level
+
+
+def test_arrangement_changes_make_boundaries_and_bars_where_the_heads_are_silent() -> None:
+    """Silent downbeat and boundary heads: the arrangement changes give the bar phase and
+    the sections, at a 12-bar line and off the phrase grid too (the prior is not a filter)."""
+    grid = [TempoSegment(start_s=0.5, bpm=128.0, beat_in_bar=3)]
+    duration = 150.0
+    act, beats, downbeats = activations_for(grid, duration, seed=11)
+    n = act.n_frames
+    changes = [12, 28, 45, 60]
+    descriptors = drum_descriptors(beats, n, level=arrangement(downbeats, changes, n))
+    rng = np.random.default_rng(11)
+    unsure = Activations(act.beat, rng.uniform(0, 0.1, n), rng.uniform(0, 0.1, n), FPS)
+    decoded = decode_beats(unsure, descriptors=descriptors)
+    assert mir_eval.beat.f_measure(downbeats, decoded.downbeats) > 0.99
+    found = decode_boundaries(unsure, decoded, descriptors=descriptors)
+    np.testing.assert_allclose(found, downbeats[changes], atol=0.02)
+    assert len(decode_boundaries(unsure, decoded)) <= 1  # the head alone finds nothing
+
+
+def test_unsure_section_head_gives_no_label_and_confidence_per_section() -> None:
+    from edm.decode import section_confidence
+
+    grid = [TempoSegment(start_s=0.5, bpm=128.0)]
+    duration = 120.0
+    _, _, downbeats = activations_for(grid, duration)
+    truth = downbeats[[16, 32]]
+    act, _, _ = activations_for(grid, duration, boundaries=truth)
+    n = act.n_frames
+    flat = np.full((n, 5), 0.2)
+    labels = ("intro", "buildup", "drop", "breakdown", "outro")
+    unsure = Activations(act.beat, act.downbeat, act.boundary, FPS, flat, labels)
+    decoded = decode_beats(unsure)
+    sections = decode_sections(unsure, decoded)
+    assert [s.start_s for s in sections[1:]] == pytest.approx(list(truth), abs=0.01)
+    assert [s.label for s in sections] == [None, None, None]
+    confidence = section_confidence(unsure, decoded, sections)
+    assert len(confidence) == 3
+    assert confidence[0].boundary == 1.0
+    assert all(c.boundary > 0.6 for c in confidence[1:])
+    assert all(c.label == pytest.approx(0.2) for c in confidence)
+    assert all(c.beats > 0.7 for c in confidence)

@@ -230,7 +230,7 @@ def decode(
     duration_s: float | None = None,
 ) -> tuple[BeatGrid, list[Section]]:
     """Beat grid and sections (with energy when ``descriptors`` are given)."""
-    grid = decode_beats(acts)
+    grid = decode_beats(acts, descriptors=descriptors)
     sections = decode_sections(acts, grid, descriptors=descriptors, duration_s=duration_s)
     return grid, sections
 

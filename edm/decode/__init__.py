@@ -13,25 +13,44 @@ Stages, one module each
 -----------------------
 0. :mod:`edm.decode.peaks` — the one peak picker (:func:`pick_peaks`, parabolic refinement),
    shared with the heads' metrics and the audit.
-1. :mod:`edm.decode.tempo` — :func:`estimate_tempo`: autocorrelation proposes periods; each
-   candidate (and its octaves) is scored by how well a regular grid explains the beat peaks
-   (precision × recall), weighted by an EDM tempo prior (flat over 70–180 BPM). The downbeat
-   activation then checks the octave: a bar must be four beats long.
-2. :mod:`edm.decode.beats` — :func:`decode_beats`: windowed local tempo finds tempo changes;
-   each stretch gets a comb fit of phase and period (:class:`GridFit`); the bar phase comes
-   from the downbeat activation.
-3. :mod:`edm.decode.sections` — :func:`decode_sections`: boundary candidates on downbeats,
-   chosen by dynamic programming that rewards boundary evidence and phrase lengths of
-   4/8/16/32 bars.
+1. :mod:`edm.decode.tempo` — :func:`estimate_tempo`: autocorrelation of the beat activation
+   and of kick/snare accents (:func:`accent_envelope`, from the band descriptors) proposes
+   periods; each candidate (and its octaves) is scored by how well a regular grid explains
+   both signals' peaks (precision × recall), weighted by an EDM tempo prior (log-normal
+   around 132 BPM: 128 beats 64, 174 beats 58). A confident downbeat head then checks
+   the octave: a bar must be four beats long.
+2. :mod:`edm.decode.beats` — :func:`decode_beats`: windowed local tempo proposes tempo
+   changes, kept only when they explain the evidence clearly better than one grid; each
+   stretch gets a comb fit of phase and period (:class:`GridFit`) and, between a grid and
+   the same grid half a beat later, the one on the kicks and snares; the bar phase comes
+   from the downbeat activation and the arrangement changes (:mod:`edm.decode.novelty`).
+   :attr:`BeatGrid.confidence` says how strongly the heads fire on the result.
+3. :mod:`edm.decode.sections` — :func:`decode_sections`: boundary candidates on downbeats
+   (boundary head, and arrangement change where the head is unsure), chosen by dynamic
+   programming against a cost for sections that are not whole phrases; labels from the
+   section head (None when it is unsure); :func:`section_confidence` per section.
 4. :mod:`edm.decode.energy` — :func:`section_energy`: per-section energy from the
    descriptors; :func:`merge_energy` puts the energy head's predictions over it.
 """
 
-from edm.decode.beats import BeatGrid, GridFit, decode_beats
+from edm.decode.beats import BeatGrid, GridFit, agreement, decode_beats
 from edm.decode.energy import merge_energy, section_energy
+from edm.decode.novelty import beat_novelty
 from edm.decode.peaks import Peaks, find_peaks, pick_peaks, refine
-from edm.decode.sections import decode_boundaries, decode_sections
-from edm.decode.tempo import EDM_MAX_BPM, EDM_MIN_BPM, DecodeError, estimate_tempo
+from edm.decode.sections import (
+    SectionConfidence,
+    decode_boundaries,
+    decode_sections,
+    section_confidence,
+)
+from edm.decode.tempo import (
+    EDM_MAX_BPM,
+    EDM_MIN_BPM,
+    DecodeError,
+    accent_envelope,
+    estimate_tempo,
+    tempo_prior,
+)
 
 __all__ = [
     "EDM_MAX_BPM",
@@ -40,6 +59,10 @@ __all__ = [
     "DecodeError",
     "GridFit",
     "Peaks",
+    "SectionConfidence",
+    "accent_envelope",
+    "agreement",
+    "beat_novelty",
     "decode_beats",
     "decode_boundaries",
     "decode_sections",
@@ -48,5 +71,7 @@ __all__ = [
     "merge_energy",
     "pick_peaks",
     "refine",
+    "section_confidence",
     "section_energy",
+    "tempo_prior",
 ]

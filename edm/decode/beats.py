@@ -1,9 +1,16 @@
 """Beats from activations: a :class:`BeatGrid` of tempo segments, beats and downbeats.
 
 :func:`decode_beats` finds the global tempo (:mod:`edm.decode.tempo`), splits the track where
-the local tempo changes, fits each stretch with a comb over the beat activation
+the local tempo changes, fits each stretch with a comb over the beat evidence
 (:class:`GridFit`: phase and period to a fraction of a frame), places each tempo change on the
 beat that best joins the two grids, and reads the bar phase from the downbeat activation.
+
+Beat evidence is the beat head's activation, joined by kick/snare accents when the band
+descriptors are given (:func:`~edm.decode.tempo.accent_envelope`): the accents decide
+between a grid and the same grid half a beat later (off-beat hats and basses fool a head
+trained on other music), and several tempo segments replace one grid only when they explain
+the evidence clearly better (a breakdown or a fill is not a tempo change). How much the heads
+agree with the decoded grid is the grid's ``confidence`` (:func:`agreement`).
 
 Examples
 --------
@@ -25,11 +32,13 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d, map_coordinates, maximum_filter1d, spline_filter1d
 
 from edm.data.schema import TempoSegment, beat_grid
+from edm.decode.novelty import beat_novelty
 from edm.decode.peaks import Peaks
 from edm.decode.tempo import (
     MATCH_TOLERANCE_S,
     WINDOW_S,
     DecodeError,
+    accent_envelope,
     activation_peaks,
     best_period,
     estimate_tempo,
@@ -37,6 +46,13 @@ from edm.decode.tempo import (
     tempo_runs,
 )
 from edm.heads.activations import Activations, to_frame
+
+#: Several tempo segments must explain the beat evidence this much better (relative mean
+#: activation at the grid's beats) than one grid at the global tempo.
+_SEGMENT_GAIN = 0.08
+#: Weight of the beat head against the kick/snare accents when choosing between a grid and
+#: the same grid half a beat later.
+_HEAD_PHASE_WEIGHT = 0.75
 
 #: Shorter activations hold too few beats for a grid.
 MIN_DECODE_S = 4.0
@@ -48,13 +64,17 @@ class BeatGrid:
 
     ``segments`` is the grid as DJ software stores it (one :class:`TempoSegment` per tempo);
     ``beats``/``downbeats`` are its expansion up to the track end; ``bpm`` is the tempo of the
-    longest segment.
+    longest segment. ``confidence`` / ``downbeat_confidence`` (0–1, nan when unknown) say how
+    strongly the beat / downbeat head fire on the decoded beats / downbeats
+    (:func:`agreement`); a grid found from accents where the head is silent scores low.
     """
 
     beats: np.ndarray
     downbeats: np.ndarray
     bpm: float
     segments: list[TempoSegment] = field(default_factory=list)
+    confidence: float = float("nan")
+    downbeat_confidence: float = float("nan")
 
     @property
     def beat_period_s(self) -> float:
@@ -114,18 +134,82 @@ def _comb_fit(
     return best_phase, best_period
 
 
-def _bar_phase(downbeat: np.ndarray, beat_frames: np.ndarray, beats_per_bar: int = 4) -> int:
-    """Index (0..beats_per_bar-1) of the first beat that is a downbeat, by downbeat evidence."""
+def _bar_phase(
+    downbeat: np.ndarray, beat_frames: np.ndarray, beats_per_bar: int = 4,
+    change: np.ndarray | None = None,
+) -> int:
+    """Index (0..beats_per_bar-1) of the first beat that is a downbeat.
+
+    Votes of the downbeat activation at each bar position, plus (given ``change``, the
+    arrangement novelty at each beat, :mod:`edm.decode.novelty`) the share of the strong
+    changes that fall on each position: sections start on downbeats.
+    """
     if len(beat_frames) == 0:
         return 0
     values = downbeat[np.clip(np.round(beat_frames).astype(int), 0, len(downbeat) - 1)]
-    scores = [values[r::beats_per_bar].mean() if len(values[r::beats_per_bar]) else 0.0
-              for r in range(beats_per_bar)]
+    scores = np.array([values[r::beats_per_bar].mean() if len(values[r::beats_per_bar]) else 0.0
+                       for r in range(beats_per_bar)])
+    if scores.sum() > 0:
+        scores = scores / scores.sum()
+    if change is not None and len(change) == len(beat_frames):
+        # Each change peak (the largest within half a bar either side) votes with its height:
+        # the novelty curve is a ramp around a change, its peak is the change's beat.
+        half_bar = beats_per_bar // 2
+        peak = change >= maximum_filter1d(change, size=2 * half_bar + 1, mode="nearest")
+        strong = np.where(peak, np.maximum(change - np.median(change), 0.0), 0.0)
+        votes = np.array([strong[r::beats_per_bar].sum() for r in range(beats_per_bar)])
+        if votes.sum() > 0:
+            scores = scores + votes / votes.sum()
     return int(np.argmax(scores))
 
 
-def decode_beats(activations: Activations, *, beats_per_bar: int = 4) -> BeatGrid:
-    """Beats, downbeats, BPM and tempo segments from activations.
+def agreement(activation: np.ndarray, times_s: np.ndarray, fps: float) -> float:
+    """Mean of the activation's maximum within ±35 ms of each time: how strongly a head fires
+    on decoded events (0 when it is silent there, near 1 when it fires on every one)."""
+    times_s = np.asarray(times_s, float)
+    frames = to_frame(times_s, fps)
+    frames = frames[(frames >= 0) & (frames < len(activation))]
+    if len(frames) == 0:
+        return float("nan")
+    pooled = maximum_filter1d(np.asarray(activation, float),
+                              size=2 * max(1, to_frame(MATCH_TOLERANCE_S, fps)) + 1)
+    return float(np.mean(pooled[frames]))
+
+
+def _comb_value(coefficients: np.ndarray, fits: list[GridFit]) -> float:
+    """Mean spline-sampled evidence at the beats of ``fits`` (each within its own span)."""
+    positions = [fit.phase + np.arange(np.ceil((fit.start - fit.phase) / fit.period),
+                                       np.ceil((fit.end - fit.phase) / fit.period)) * fit.period
+                 for fit in fits]
+    flat = np.concatenate(positions)
+    if len(flat) == 0:
+        return 0.0
+    return float(map_coordinates(coefficients, flat.reshape(1, -1), order=3, mode="nearest",
+                                 prefilter=False).mean())
+
+
+def _prefer_accents(fit: GridFit, accent: np.ndarray, beat: np.ndarray) -> GridFit:
+    """The fit or the same grid half a beat later, whichever puts its beats on kick/snare
+    accents (and, with less weight, on the beat head's peaks)."""
+    shifted = GridFit(fit.start, fit.end, fit.phase + fit.period / 2, fit.period)
+
+    def share(signal: np.ndarray) -> tuple[float, float]:
+        on, off = _comb_value(signal, [fit]), _comb_value(signal, [shifted])
+        total = on + off
+        return (0.5, 0.5) if total <= 0 else (on / total, off / total)
+
+    accent_on, accent_off = share(accent)
+    head_on, head_off = share(beat)
+    keep = accent_on + _HEAD_PHASE_WEIGHT * head_on >= accent_off + _HEAD_PHASE_WEIGHT * head_off
+    return fit if keep else shifted
+
+
+def decode_beats(
+    activations: Activations, *, descriptors: dict[str, np.ndarray] | None = None,
+    beats_per_bar: int = 4,
+) -> BeatGrid:
+    """Beats, downbeats, BPM and tempo segments from activations (and, given the store's band
+    descriptors, kick/snare accents).
 
     Raises :class:`DecodeError` for activations without beats (silence) or shorter than
     :data:`MIN_DECODE_S`.
@@ -137,19 +221,22 @@ def decode_beats(activations: Activations, *, beats_per_bar: int = 4) -> BeatGri
         raise DecodeError(f"audio too short to decode a beat grid ({duration_s:.1f} s < "
                           f"{MIN_DECODE_S:g} s)")
     beat = np.asarray(activations.beat, dtype=float)
+    accent = accent_envelope(descriptors, n_frames)
+    evidence = beat if accent is None else 0.5 * (beat + accent)
     # Max-filtering the downbeat activation over ±tolerance makes bar-phase voting robust to
     # a downbeat peak a frame or two off the beat peak.
     downbeat = maximum_filter1d(
         np.asarray(activations.downbeat, dtype=float),
         size=2 * max(1, to_frame(MATCH_TOLERANCE_S, fps)) + 1,
     )
-    global_period = 60.0 * fps / estimate_tempo(activations)
+    global_period = 60.0 * fps / estimate_tempo(activations, accent=accent)
     # A light blur (sigma = 10 ms) turns the comb's samples into soft hits without moving peaks.
-    smooth_beat = gaussian_filter1d(beat, sigma=max(0.5, 0.01 * fps))
-    peaks = activation_peaks(beat, fps)
+    smooth = gaussian_filter1d(evidence, sigma=max(0.5, 0.01 * fps))
+    coefficients = spline_filter1d(smooth, order=3, mode="nearest")
+    peaks = activation_peaks(evidence, fps)
     frames = peaks.frames
 
-    centres, periods = local_tempi(beat, fps, global_period)
+    centres, periods = local_tempi(evidence, fps, global_period)
     runs = tempo_runs(centres, periods) if len(centres) else []
     if len(runs) <= 1:
         spans = [(0.0, float(n_frames))]
@@ -168,31 +255,52 @@ def decode_beats(activations: Activations, *, beats_per_bar: int = 4) -> BeatGri
         if len(spans) > 1:
             local = Peaks(frames[inside] - int(start), peaks.heights[inside], fps)
             local_period = best_period(
-                beat[int(start) : int(end)], local,
+                evidence[int(start) : int(end)], local,
                 60.0 * fps / (1.35 * global_period), 60.0 * fps / (0.65 * global_period),
             )
-        phase, period = _comb_fit(smooth_beat, start, end, local_period)
+        phase, period = _comb_fit(smooth, start, end, local_period)
         fits.append(GridFit(start, end, phase, period))
     if not fits:
         raise DecodeError("no beats found in the beat activation (silent or too short)")
+    if len(fits) > 1:
+        single = GridFit(0.0, float(n_frames), *_comb_fit(smooth, 0.0, n_frames, global_period))
+        if _comb_value(coefficients, fits) < (1 + _SEGMENT_GAIN) * _comb_value(coefficients,
+                                                                                [single]):
+            fits = [single]
+    if accent is not None:
+        accent_coefficients = spline_filter1d(
+            gaussian_filter1d(accent, sigma=max(0.5, 0.01 * fps)), order=3, mode="nearest")
+        beat_coefficients = spline_filter1d(
+            gaussian_filter1d(beat, sigma=max(0.5, 0.01 * fps)), order=3, mode="nearest")
+        fits = [_prefer_accents(fit, accent_coefficients, beat_coefficients) for fit in fits]
 
-    segments = _segments_from_fits(fits, frames, downbeat, fps, n_frames, beats_per_bar)
+    # Tempo changes are placed on the head's own peaks where it has them: accents include
+    # syncopated kicks and snares that blur the join between two grids.
+    head_peaks = activation_peaks(beat, fps).frames
+    join_peaks = head_peaks if len(head_peaks) >= 0.5 * len(frames) else frames
+    segments = _segments_from_fits(fits, join_peaks, downbeat, fps, n_frames, beats_per_bar,
+                                   descriptors)
     beats, numbers = beat_grid(segments, duration_s)
     longest = max(
         range(len(segments)),
         key=lambda i: (segments[i + 1].start_s if i + 1 < len(segments) else duration_s)
         - segments[i].start_s,
     )
+    downbeat_times = beats[numbers == 1]
     return BeatGrid(
-        beats=beats, downbeats=beats[numbers == 1], bpm=segments[longest].bpm, segments=segments
+        beats=beats, downbeats=downbeat_times, bpm=segments[longest].bpm, segments=segments,
+        confidence=agreement(beat, beats, fps),
+        downbeat_confidence=agreement(activations.downbeat, downbeat_times, fps),
     )
 
 
 def _segments_from_fits(
     fits: list[GridFit], peak_frames: np.ndarray,
     downbeat: np.ndarray, fps: float, n_frames: int, beats_per_bar: int,
+    descriptors: dict[str, np.ndarray] | None = None,
 ) -> list[TempoSegment]:
-    """Turn per-stretch grid fits into TempoSegments with exact change points and bar phase."""
+    """Turn per-stretch grid fits into TempoSegments with exact change points and bar phase
+    (downbeat votes, and arrangement changes when ``descriptors`` are given)."""
     starts: list[float] = []  # frame of each segment's first beat
     sorted_peaks = np.sort(peak_frames)
     sigma = 0.01 * fps
@@ -245,7 +353,9 @@ def _segments_from_fits(
         count = max(1, int(np.ceil((stop - first) / period)))
         beat_frames = first + np.arange(count) * period
         # ``phase`` = index of the first downbeat, so the first beat is number 1 - phase (mod).
-        phase = _bar_phase(downbeat, beat_frames, beats_per_bar)
+        change = (beat_novelty(descriptors, fps, beat_frames / fps, n_frames,
+                               width=2 * beats_per_bar) if descriptors else None)
+        phase = _bar_phase(downbeat, beat_frames, beats_per_bar, change)
         segments.append(
             TempoSegment(
                 start_s=round(first / fps, 4),

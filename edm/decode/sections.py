@@ -4,19 +4,28 @@
 programming (boundary evidence against a cost for sections that are not whole phrases);
 :func:`decode_sections` turns them into :class:`~edm.data.schema.Section` objects covering the
 track, labelled by the section head and, given descriptors, with energy
-(:mod:`edm.decode.energy`).
+(:mod:`edm.decode.energy`); :func:`section_confidence` says how sure the heads are of each.
+
+Boundary evidence (:func:`boundary_evidence`) is the boundary head's activation, joined by
+the arrangement change at each downbeat (:mod:`edm.decode.novelty`) as far as the head is
+unsure of the track: a head trained on other music that stays silent does not leave a track
+as one section. The phrase prior is a cost, not a filter: strong evidence at a 4- or 12-bar
+line, or off the phrase grid, still makes a boundary.
 """
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import maximum_filter1d
 
 from edm.data.schema import EnergyData, Section
-from edm.decode.beats import BeatGrid
+from edm.decode.beats import BeatGrid, agreement
 from edm.decode.energy import section_energy
+from edm.decode.novelty import beat_novelty
+from edm.decode.peaks import pick_peaks
 from edm.heads.activations import Activations, span, to_frame
 
 #: Cost of a section whose length in bars is not a whole phrase. A cost rather than a bonus:
@@ -24,6 +33,17 @@ from edm.heads.activations import Activations, span, to_frame
 #: evidence; a cost only decides between nearby candidates and keeps bogus splits unpaid.
 _PHRASE_COST = {8: 0.0, 4: 0.05, 2: 0.12}
 _OFF_PHRASE_COST = 0.2
+#: Arrangement change (bars compared either side of a downbeat) and its weight as boundary
+#: evidence beside the boundary head (``max`` of the two): from ``NOVELTY_WEIGHT[0]`` when the
+#: head is sure of itself (:func:`boundary_head_confidence` 1) to ``NOVELTY_WEIGHT[1]`` when
+#: it is silent.
+NOVELTY_BARS = 1
+NOVELTY_WEIGHT = (0.3, 1.0)
+_MIN_CHANGE_SCALE = 1.0
+#: A section-head label below this mean probability is no label (None).
+LABEL_MIN_PROBABILITY = 0.4
+#: A confident boundary head fires (>= 0.5) about once per this many bars.
+_CONFIDENT_EVERY_BARS = 32
 
 
 def _phrase_cost(bars: int) -> float:
@@ -33,27 +53,70 @@ def _phrase_cost(bars: int) -> float:
     return _OFF_PHRASE_COST
 
 
-def decode_boundaries(
-    activations: Activations, grid: BeatGrid, *, threshold: float = 0.25,
-    min_section_bars: int = 4, max_section_bars: int = 64,
-) -> np.ndarray:
-    """Section boundary times (s) on downbeats, excluding 0 and the track end.
+def bar_change(
+    descriptors: dict[str, np.ndarray] | None, fps: float, downbeats: np.ndarray, n_frames: int,
+) -> np.ndarray | None:
+    """Arrangement change at each downbeat (:func:`~edm.decode.novelty.beat_novelty` over
+    :data:`NOVELTY_BARS` bars either side), scaled to [0, 1] by its 90th percentile (at
+    least :data:`_MIN_CHANGE_SCALE`); None without descriptors."""
+    change = beat_novelty(descriptors or {}, fps, downbeats, n_frames, width=NOVELTY_BARS)
+    if change is None or not np.any(change > 0):
+        return None
+    # Features are standardised per track, so a change under one standard deviation is
+    # small whatever the track: the floor keeps a steady track's ripples from scaling up.
+    scale = max(float(np.percentile(change, 90)), _MIN_CHANGE_SCALE)
+    return np.clip(change / scale, 0.0, 1.0)
 
-    Each downbeat gets the strongest boundary activation within half a beat of it; dynamic
-    programming picks the set of downbeats that maximises ``sum(evidence - threshold)`` minus
-    a cost for sections that are not whole phrases (multiples of 8 bars cost nothing, 4 bars
-    a little, odd lengths most), with sections of ``min_section_bars`` to ``max_section_bars``
-    bars; a longer stretch is split at its best-evidence downbeat.
-    """
+
+def boundary_head_confidence(activations: Activations, grid: BeatGrid) -> float:
+    """How sure the boundary head is of this track, 0–1: its confident peaks (>= 0.5, a
+    phrase apart) against one per :data:`_CONFIDENT_EVERY_BARS` bars."""
+    fps = activations.frames_per_second
+    bar_s = 4 * grid.beat_period_s
+    peaks = pick_peaks(np.asarray(activations.boundary, float), fps, height=0.5,
+                       min_distance_s=4 * bar_s)
+    expected = activations.n_frames / fps / (_CONFIDENT_EVERY_BARS * bar_s)
+    return float(min(1.0, len(peaks) / max(expected, 1.0)))
+
+
+def boundary_evidence(
+    activations: Activations, grid: BeatGrid, descriptors: dict[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Evidence for a section start at each downbeat, 0–1: the boundary head's strongest value
+    within half a beat, or the arrangement change (:func:`bar_change`) weighted by how unsure
+    the head is of this track (:func:`boundary_head_confidence`), whichever is larger."""
     fps = activations.frames_per_second
     downbeats = grid.downbeats
-    if len(downbeats) < 2:
-        return np.zeros(0)
     half_beat = max(1, to_frame(0.5 * grid.beat_period_s, fps))
     pooled = maximum_filter1d(np.asarray(activations.boundary, float), size=2 * half_beat + 1)
     evidence = pooled[np.clip(to_frame(downbeats, fps), 0, len(pooled) - 1)]
+    change = bar_change(descriptors, fps, downbeats, activations.n_frames)
+    if change is not None:
+        sure = boundary_head_confidence(activations, grid)
+        weight = NOVELTY_WEIGHT[0] + (NOVELTY_WEIGHT[1] - NOVELTY_WEIGHT[0]) * (1.0 - sure)
+        evidence = np.maximum(evidence, weight * change)
+    return evidence
+
+
+def decode_boundaries(
+    activations: Activations, grid: BeatGrid, *, threshold: float = 0.25,
+    min_section_bars: int = 4, max_section_bars: int = 64,
+    descriptors: dict[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Section boundary times (s) on downbeats, excluding 0 and the track end.
+
+    Each downbeat gets its :func:`boundary_evidence`; dynamic programming picks the set of
+    downbeats that maximises ``sum(evidence - threshold)`` minus a cost for sections that are
+    not whole phrases (multiples of 8 bars cost nothing, 4 bars a little, odd lengths most),
+    with sections of ``min_section_bars`` to ``max_section_bars`` bars; a longer stretch is
+    split at its best-evidence downbeat.
+    """
+    downbeats = grid.downbeats
+    if len(downbeats) < 2:
+        return np.zeros(0)
+    evidence = boundary_evidence(activations, grid, descriptors)
     # Heads fire where the audio stops; a "section" in the last two bars is the track's end.
-    end_s = activations.n_frames / fps
+    end_s = activations.n_frames / activations.frames_per_second
     evidence[downbeats > end_s - 8 * grid.beat_period_s] = 0.0
     # Node j < n is downbeat j (node 0 = the track start, always chosen); node n = the end.
     n = len(downbeats)
@@ -83,19 +146,65 @@ def decode_boundaries(
     return np.asarray(sorted(downbeats[j] for j in chosen), dtype=float)
 
 
-def _section_labels(
+def _label_probabilities(
     activations: Activations, bounds_s: list[tuple[float, float]]
-) -> list[str | None]:
+) -> list[np.ndarray | None]:
+    """Mean section-head probabilities over each section; None without a section head."""
     if activations.section is None or not activations.section_labels:
         return [None] * len(bounds_s)
     fps, n_frames = activations.frames_per_second, activations.n_frames
-    labels: list[str | None] = []
-    for start, end in bounds_s:
-        probs = activations.section[span(start, end, fps, n_frames)]
-        labels.append(
-            activations.section_labels[int(np.argmax(probs.mean(axis=0)))] if len(probs) else None
-        )
-    return labels
+    return [activations.section[span(start, end, fps, n_frames)].mean(axis=0)
+            for start, end in bounds_s]
+
+
+def _label(activations: Activations, probabilities: np.ndarray | None) -> str | None:
+    """The section head's most probable label, or None when it gives no label
+    :data:`LABEL_MIN_PROBABILITY` (an unsure head does not make every section an intro)."""
+    if probabilities is None or not len(probabilities):
+        return None
+    best = int(np.argmax(probabilities))
+    if probabilities[best] < LABEL_MIN_PROBABILITY:
+        return None
+    return activations.section_labels[best]
+
+
+@dataclass(frozen=True)
+class SectionConfidence:
+    """How sure the heads are of one section, each 0–1 (nan where a head is missing).
+
+    ``boundary``: the evidence for its start (:func:`boundary_evidence`; 1.0 for the track
+    start); ``label``: the section head's mean probability of the label it got (of its best
+    label when it gave none); ``beats``: how strongly the beat head fires on the grid's beats
+    inside it (:func:`~edm.decode.beats.agreement`).
+    """
+
+    boundary: float
+    label: float
+    beats: float
+
+
+def section_confidence(
+    activations: Activations, grid: BeatGrid, sections: list[Section], *,
+    descriptors: dict[str, np.ndarray] | None = None,
+) -> list[SectionConfidence]:
+    """One :class:`SectionConfidence` per section of :func:`decode_sections`."""
+    fps = activations.frames_per_second
+    evidence = boundary_evidence(activations, grid, descriptors) if len(grid.downbeats) else []
+    bounds = [(s.start_s, s.end_s) for s in sections]
+    out = []
+    for index, ((start, end), probabilities) in enumerate(
+        zip(bounds, _label_probabilities(activations, bounds), strict=True)
+    ):
+        if index == 0 or not len(evidence):
+            boundary = 1.0 if index == 0 else float("nan")
+        else:
+            nearest = int(np.argmin(np.abs(grid.downbeats - start)))
+            boundary = float(evidence[nearest])
+        label = float(np.max(probabilities)) if probabilities is not None else float("nan")
+        inside = grid.beats[(grid.beats >= start) & (grid.beats < end)]
+        out.append(SectionConfidence(round(boundary, 3), round(label, 3),
+                                     round(agreement(activations.beat, inside, fps), 3)))
+    return out
 
 
 def decode_sections(
@@ -111,10 +220,11 @@ def decode_sections(
     end_s = activations.n_frames / activations.frames_per_second
     if duration_s is not None:
         end_s = duration_s
-    boundaries = decode_boundaries(activations, grid, threshold=threshold)
+    boundaries = decode_boundaries(activations, grid, threshold=threshold,
+                                   descriptors=descriptors)
     edges = [0.0, *[float(b) for b in boundaries if 0.0 < b < end_s], end_s]
     bounds = [(a, b) for a, b in itertools.pairwise(edges) if b > a]
-    labels = _section_labels(activations, bounds)
+    labels = [_label(activations, p) for p in _label_probabilities(activations, bounds)]
     energies: list[EnergyData | None] = [None] * len(bounds)
     if descriptors:
         energies = list(section_energy(descriptors, activations.frames_per_second, bounds,

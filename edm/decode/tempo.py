@@ -1,9 +1,13 @@
-"""Tempo from a beat activation: global tempo, grid fits and local tempo runs.
+"""Tempo from beat evidence: global tempo, grid fits and local tempo runs.
 
-- :func:`estimate_tempo` — autocorrelation proposes periods; each candidate (and its octaves)
-  is scored by how well a regular grid explains the beat peaks (precision × recall), weighted
-  by an EDM tempo prior (flat over 70–180 BPM). The downbeat activation then checks the
-  octave: a bar must be four beats long.
+- :func:`accent_envelope` — kick/snare accents from the band descriptors: what a drummer
+  counts on, unlike off-beat hats (high band only) or off-beat basses (low band only).
+- :func:`estimate_tempo` — autocorrelation of the beat activation (and of the accents)
+  proposes periods; each candidate and its octaves is scored by how well a regular grid
+  explains the peaks (precision × recall; with accents, the geometric mean of both scores),
+  weighted by an EDM tempo prior: a log-normal around 132 BPM, so 128 beats 64 and 174
+  beats 58. The bars then check the octave: a bar must be four beats long, by the
+  downbeat activation.
 - :func:`grid_fit` — best phase of a regular grid and its F-score against peaks.
 - :func:`local_tempi` and :func:`tempo_runs` — windowed local tempo and the stretches of one
   tempo that become grid segments (:mod:`edm.decode.beats`).
@@ -19,9 +23,15 @@ import numpy as np
 from edm.decode.peaks import Peaks, find_peaks, pick_peaks, refine
 from edm.heads.activations import Activations
 
-#: Tempo range that EDM lives in; candidates outside it are down-weighted, not forbidden.
+#: Tempo range that EDM lives in (the onset fallback's floor, the audit's search range).
 EDM_MIN_BPM = 70.0
 EDM_MAX_BPM = 180.0
+#: EDM tempo prior: log-normal over BPM, centred on house/techno/trance tempi and wide
+#: enough for drum & bass (174 BPM: 0.73 of the peak), while half tempi of house and techno
+#: (64, 70) get a fifth or less of their double and a third of 174 (58) a twelfth: the
+#: evidence has to be clear to pick them. 87 against 174 is left to the evidence (0.67).
+PRIOR_CENTRE_BPM = 132.0
+PRIOR_WIDTH_OCTAVES = 0.5
 #: Search range for tempo candidates before the prior.
 SEARCH_MIN_BPM = 50.0
 SEARCH_MAX_BPM = 240.0
@@ -39,6 +49,8 @@ _MIN_SEGMENT_S = 30.0
 #: apart.
 _PEAK_SHARE = 0.2
 _PEAK_DISTANCE_S = 0.0625
+#: A downbeat peak at least this high is a confident one (the octave check counts them).
+_CONFIDENT_DOWNBEAT = 0.5
 
 
 class DecodeError(ValueError):
@@ -113,12 +125,44 @@ def _windowed_score(period: float, peaks: Peaks, tolerance: float) -> float:
     return float(np.mean(scores)) if scores else 0.0
 
 
-def _tempo_prior(bpm: float, min_bpm: float = EDM_MIN_BPM, max_bpm: float = EDM_MAX_BPM) -> float:
-    """1 inside ``[min_bpm, max_bpm]``; falls off by a Gaussian of 1/4 octave outside it."""
-    if min_bpm <= bpm <= max_bpm:
-        return 1.0
-    edge = min_bpm if bpm < min_bpm else max_bpm
-    return float(np.exp(-0.5 * (np.log2(bpm / edge) / 0.25) ** 2))
+def tempo_prior(bpm: float, min_bpm: float | None = None, max_bpm: float | None = None) -> float:
+    """Log-normal EDM prior (:data:`PRIOR_CENTRE_BPM`, :data:`PRIOR_WIDTH_OCTAVES`).
+
+    A caller's range (``min_bpm``/``max_bpm``, like a DJ program's BPM range setting) makes
+    the prior flat inside it and falls off by a Gaussian of 1/4 octave outside it.
+
+    >>> round(tempo_prior(64.0) / tempo_prior(128.0), 2), round(tempo_prior(174.0), 2)
+    (0.11, 0.73)
+    """
+    if min_bpm is not None and max_bpm is not None:
+        if min_bpm <= bpm <= max_bpm:
+            return 1.0
+        edge = min_bpm if bpm < min_bpm else max_bpm
+        return float(np.exp(-0.5 * (np.log2(bpm / edge) / 0.25) ** 2))
+    return float(np.exp(-0.5 * (np.log2(bpm / PRIOR_CENTRE_BPM) / PRIOR_WIDTH_OCTAVES) ** 2))
+
+
+def accent_envelope(descriptors: dict[str, np.ndarray] | None, n_frames: int) -> np.ndarray | None:
+    """Kick/snare accents per frame, in [0, 1]; None without band descriptors.
+
+    The geometric mean of the rises of log bass (20–150 Hz) and log mid (150–2500 Hz)
+    energy: a kick or a snare lifts both bands at once, an off-beat hat lifts neither and an
+    off-beat bass note mostly one. Scaled by its 99th percentile.
+    """
+    if not descriptors or "bass" not in descriptors or "mid" not in descriptors:
+        return None
+
+    def rise(values: np.ndarray) -> np.ndarray:
+        level = np.log1p(100.0 * np.asarray(values, float)[:n_frames])
+        return np.maximum(np.diff(level, prepend=level[:1]), 0.0)
+
+    accent = np.sqrt(rise(descriptors["bass"]) * rise(descriptors["mid"]))
+    if len(accent) < n_frames:
+        accent = np.pad(accent, (0, n_frames - len(accent)))
+    top = float(np.percentile(accent, 99)) if len(accent) else 0.0
+    if top <= 0:
+        return None
+    return np.clip(accent / top, 0.0, 1.0)
 
 
 def _autocorr_periods(activation: np.ndarray, fps: float, n: int = 4) -> list[float]:
@@ -139,27 +183,43 @@ def _autocorr_periods(activation: np.ndarray, fps: float, n: int = 4) -> list[fl
 
 
 def estimate_tempo(
-    activations: Activations, *, min_bpm: float = EDM_MIN_BPM, max_bpm: float = EDM_MAX_BPM
+    activations: Activations, *, accent: np.ndarray | None = None,
+    min_bpm: float | None = None, max_bpm: float | None = None,
 ) -> float:
-    """Global tempo in BPM from the beat activation, octave-checked with the downbeats.
+    """Global tempo in BPM from the beat activation (and ``accent``, see
+    :func:`accent_envelope`), octave-checked with the downbeats.
 
-    Raises :class:`DecodeError` when the beat activation has no peaks (silence).
+    Raises :class:`DecodeError` when neither has peaks (silence).
     """
     fps = activations.frames_per_second
     peaks = activation_peaks(activations.beat, fps)
-    if len(peaks) < 4:
+    accent_peaks = activation_peaks(accent, fps) if accent is not None else None
+    if len(peaks) < 4 and (accent_peaks is None or len(accent_peaks) < 4):
         raise DecodeError("no beats found in the beat activation (silent or too short)")
-    period = best_period(activations.beat, peaks, min_bpm, max_bpm)
+    if len(peaks) < 4:
+        activation, peaks, accent, accent_peaks = accent, accent_peaks, None, None
+    else:
+        activation = activations.beat
+    period = best_period(activation, peaks, min_bpm, max_bpm, accent=accent,
+                         accent_peaks=accent_peaks)
     period = _octave_check_with_downbeats(activations.downbeat, period, fps)
     return 60.0 * fps / period
 
 
-def best_period(activation: np.ndarray, peaks: Peaks, min_bpm: float, max_bpm: float) -> float:
-    """The period (frames) whose grid best explains ``peaks``, times the tempo prior."""
+def best_period(
+    activation: np.ndarray, peaks: Peaks, min_bpm: float | None, max_bpm: float | None, *,
+    accent: np.ndarray | None = None, accent_peaks: Peaks | None = None,
+) -> float:
+    """The period (frames) whose grid best explains ``peaks`` (and ``accent_peaks``: the
+    geometric mean of both scores), times the tempo prior."""
     fps = peaks.frames_per_second
     tolerance = MATCH_TOLERANCE_S * fps
+    use_accent = accent is not None and accent_peaks is not None and len(accent_peaks) >= 4
+    proposals = _autocorr_periods(activation, fps)
+    if use_accent:
+        proposals += _autocorr_periods(accent, fps, n=2)
     candidates: set[float] = set()
-    for period in _autocorr_periods(activation, fps) or [60.0 * fps / 120.0]:
+    for period in proposals or [60.0 * fps / 120.0]:
         for ratio in (0.5, 2.0 / 3.0, 1.0, 1.5, 2.0):
             candidates.add(period * ratio)
 
@@ -169,7 +229,9 @@ def best_period(activation: np.ndarray, peaks: Peaks, min_bpm: float, max_bpm: f
         if not SEARCH_MIN_BPM <= bpm <= SEARCH_MAX_BPM:
             continue
         score = _windowed_score(period, peaks, tolerance)
-        scored.append((score * _tempo_prior(bpm, min_bpm, max_bpm), period))
+        if use_accent:
+            score = float(np.sqrt(score * _windowed_score(period, accent_peaks, tolerance)))
+        scored.append((score * tempo_prior(bpm, min_bpm, max_bpm), period))
     if not scored:
         raise DecodeError("no tempo candidate in the search range")
     return max(scored)[1]
@@ -178,10 +240,14 @@ def best_period(activation: np.ndarray, peaks: Peaks, min_bpm: float, max_bpm: f
 def _octave_check_with_downbeats(downbeat: np.ndarray, period: float, fps: float) -> float:
     """Halve or double the beat period when the downbeats say a bar is not four beats.
 
-    Only a clear downbeat verdict (25 % better than four beats per bar) changes the tempo.
+    Only a clear verdict of a confident downbeat head (peaks of at least
+    :data:`_CONFIDENT_DOWNBEAT` on a quarter of the bars, 25 % better than four beats per bar)
+    changes the tempo: a head unsure of the bars would otherwise undo the tempo prior.
     """
     peaks = activation_peaks(downbeat, fps)
-    if len(peaks) < 4:
+    confident = peaks.heights >= _CONFIDENT_DOWNBEAT
+    bars = len(downbeat) / (4 * period)
+    if confident.sum() < max(4.0, 0.25 * bars):
         return period
     tolerance = MATCH_TOLERANCE_S * fps * 2
     scores = {

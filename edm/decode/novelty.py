@@ -1,0 +1,75 @@
+"""Arrangement change from the band descriptors: how much the music changes at each beat.
+
+An arrangement change (a track enters, the drums drop out) changes loudness, band balance,
+onset density and brightness together; within a section they repeat bar after bar. So the
+distance between the mean descriptors of the ``width`` beats before and after a beat is
+high where sections start and low inside them (Foote's novelty, on beat-synchronous
+descriptors instead of a self-similarity kernel). Decoding uses it twice: the bar phase
+(downbeats are where changes happen, :mod:`edm.decode.beats`) and boundary evidence where
+the boundary head is unsure (:mod:`edm.decode.sections`).
+
+>>> fps, n = 10.0, 400
+>>> times = np.arange(0.0, 40.0, 0.5)
+>>> level = np.where(np.arange(n) / fps < 20.0, 0.1, 0.5)
+>>> d = {"rms": level, "bass": level, "mid": level, "high": level,
+...      "onset": level, "centroid_hz": 1000 + 0 * level}
+>>> change = beat_novelty(d, fps, times, n, width=4)
+>>> float(times[int(np.argmax(change))])
+20.0
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Descriptors compared, as log levels (``centroid_hz`` as log of hundreds of Hz).
+_LEVELS = ("rms", "bass", "mid", "high", "onset")
+#: Smallest spread a feature is standardised by (log units: about a 10 % level change).
+_MIN_SPREAD = 0.1
+
+
+def beat_features(
+    descriptors: dict[str, np.ndarray], fps: float, times_s: np.ndarray, n_frames: int
+) -> np.ndarray | None:
+    """Log descriptor means over each beat span ``[t_i, t_{i+1})``, standardised per track,
+    one row per time; None when the descriptors are missing."""
+    if not descriptors or any(name not in descriptors for name in (*_LEVELS, "centroid_hz")):
+        return None
+    times_s = np.asarray(times_s, float)
+    if len(times_s) < 2:
+        return None
+    edges = np.clip(np.round(np.append(times_s, n_frames / fps) * fps).astype(int), 0, n_frames)
+    columns = [np.log1p(100.0 * np.asarray(descriptors[name], float)[:n_frames])
+               for name in _LEVELS]
+    columns.append(np.log1p(np.asarray(descriptors["centroid_hz"], float)[:n_frames] / 100.0))
+    stacked = np.stack(columns, axis=1)
+    cumulative = np.vstack([np.zeros((1, stacked.shape[1])), np.cumsum(stacked, axis=0)])
+    lo, hi = edges[:-1], np.maximum(edges[1:], edges[:-1] + 1)
+    hi = np.minimum(hi, len(stacked))
+    lo = np.minimum(lo, hi - 1)
+    means = (cumulative[hi] - cumulative[lo]) / (hi - lo)[:, None]
+    # A floor on the spread: a descriptor that hardly moves (frame-rounding ripples) must not
+    # be blown up to the same weight as one that steps with the arrangement.
+    return (means - means.mean(axis=0)) / np.maximum(means.std(axis=0), _MIN_SPREAD)
+
+
+def beat_novelty(
+    descriptors: dict[str, np.ndarray], fps: float, times_s: np.ndarray, n_frames: int, *,
+    width: int = 8,
+) -> np.ndarray | None:
+    """Change at each time: distance between the mean features of the ``width`` beats before
+    and the ``width`` from it on (fewer at the track's ends; 0 at the first time)."""
+    features = beat_features(descriptors, fps, times_s, n_frames)
+    if features is None:
+        return None
+    cumulative = np.vstack([np.zeros((1, features.shape[1])), np.cumsum(features, axis=0)])
+    count = len(features)
+    index = np.arange(count)
+    before_lo, after_hi = np.maximum(0, index - width), np.minimum(count, index + width)
+    change = np.zeros(count)
+    inner = (index > before_lo) & (after_hi > index)
+    i = index[inner]
+    before = (cumulative[i] - cumulative[before_lo[inner]]) / (i - before_lo[inner])[:, None]
+    after = (cumulative[after_hi[inner]] - cumulative[i]) / (after_hi[inner] - i)[:, None]
+    change[inner] = np.linalg.norm(after - before, axis=1)
+    return change
