@@ -21,7 +21,7 @@ from edm.store.embed import TrackResult, embed_library
 SR = 44100
 
 
-def make_track(seed: int, seconds: float = 8.0) -> np.ndarray:
+def make_track(seed: int, seconds: float = 10.0) -> np.ndarray:
     """Kick on every beat at 120-135 BPM plus noise hats: enough to tell tracks apart."""
     rng = np.random.default_rng(seed)
     n = int(seconds * SR)
@@ -56,7 +56,7 @@ def test_bad_files_are_reported_and_good_ones_embedded(
     reasons = {Path(result.path).name: result.reason for result in summary.failed}
     assert set(reasons) == {"corrupt.flac", "empty.wav", "notes.mp3", "short.wav"}
     assert "empty file" in reasons["empty.wav"]
-    assert "too short (1.0 s < 5 s)" in reasons["short.wav"]
+    assert "too short (1.0 s < 8 s)" in reasons["short.wav"]
     assert all(str(folder) in reason and "\n" not in reason for reason in reasons.values())
     assert len(summary.embedded) == 3 and summary.exit_code == 1
 
@@ -64,9 +64,9 @@ def test_bad_files_are_reported_and_good_ones_embedded(
     assert store.track_ids() == sorted(content_hash(path) for path in good)
     track_id = content_hash(good[1])
     info = store.backbone_info(track_id, "spectral")
-    assert (info.frames_per_second, info.dim, info.n_frames) == (50.0, 144, 1 + 8 * 22050 // 441)
+    assert (info.frames_per_second, info.dim, info.n_frames) == (50.0, 144, 1 + 10 * 22050 // 441)
     assert store.track_info(track_id).source_path == str(good[1].resolve())
-    assert store.track_info(track_id).duration_s == pytest.approx(8.0)
+    assert store.track_info(track_id).duration_s == pytest.approx(10.0)
     descriptors = store.descriptors(track_id, "spectral")
     assert set(descriptors) >= {"rms", "bass", "mid", "high", "onset", "centroid_hz"}
     assert descriptors["bass"].mean() > descriptors["high"].mean()  # kicks are bass
@@ -92,7 +92,7 @@ KILLER = textwrap.dedent("""
 
 
 def test_killed_job_resumes_to_the_same_store(tmp_path: Path) -> None:
-    files = [write_audio(tmp_path / "music" / f"t{seed}.wav", make_track(seed, 6.0), SR)
+    files = [write_audio(tmp_path / "music" / f"t{seed}.wav", make_track(seed, 9.0), SR)
              for seed in range(5)]
     reference = tmp_path / "reference.zarr"
     assert embed_library(files, reference, workers=0).exit_code == 0
@@ -117,7 +117,7 @@ def test_killed_job_resumes_to_the_same_store(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_stops_cleanly_and_reports_interrupted(tmp_path: Path) -> None:
-    files = [write_audio(tmp_path / f"t{seed}.wav", make_track(seed, 6.0), SR)
+    files = [write_audio(tmp_path / f"t{seed}.wav", make_track(seed, 9.0), SR)
              for seed in range(3)]
 
     def interrupt_after_first(result: TrackResult, done: int, total: int) -> None:
@@ -143,7 +143,7 @@ def test_annotation_folder_and_rekordbox_xml_select_the_labelled_tracks(
     annotations = tmp_path / "annotations"
     for annotation in labelled:
         save_annotation(annotation, annotations / f"{annotation.track.title}.yaml")
-    xml = write_rekordbox_xml(labelled, tmp_path / "rekordbox.xml")
+    xml = write_rekordbox_xml(labelled, tmp_path / "rekordbox.xml").path
     expected = sorted(content_hash(path) for path in good[:2])
     for source in (annotations, xml):
         store_path = tmp_path / f"{source.name}.zarr"
@@ -168,7 +168,7 @@ def test_mert_and_spectral_side_by_side(library: tuple[Path, list[Path]], tmp_pa
     assert store.backbone_keys(track_id) == ["mert-MERT-tiny-l1", "spectral"]
     info = store.backbone_info(track_id, "mert-MERT-tiny-l1")
     assert (info.frames_per_second, info.dim, info.layers) == (75.0, 32, [1])
-    assert info.n_frames == 1 + 8 * 24000 // 320
+    assert info.n_frames == 1 + 10 * 24000 // 320
     assert info.checkpoint == str(model)
     assert len(store.descriptors(track_id, "mert-MERT-tiny-l1")["rms"]) == info.n_frames
     assert store.embeddings(track_id, "mert-MERT-tiny-l1").shape == (info.n_frames, 32)
@@ -199,7 +199,7 @@ def test_cli_embed_json_exit_code_and_store_info(
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     assert info["tracks"] == 3 and info["backbones"]["spectral"]["dim"] == 144
-    assert info["total_duration_s"] == pytest.approx(24.0)
+    assert info["total_duration_s"] == pytest.approx(30.0)
     assert len(info["track_list"]) == 3
 
     result = runner.invoke(main, ["store", "info", str(store_path)])

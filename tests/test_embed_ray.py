@@ -28,7 +28,7 @@ def test_ray_job_matches_local_job_and_resumes(local_ray: None, tmp_path: Path) 
 
     rng = np.random.default_rng(0)
     good = [write_audio(tmp_path / "music" / f"t{i}.flac",
-                        (0.1 * rng.standard_normal((44100 * 6, 2))).astype(np.float32), 44100)
+                        (0.1 * rng.standard_normal((44100 * 9, 2))).astype(np.float32), 44100)
             for i in range(3)]
     (tmp_path / "music" / "broken.mp3").write_text("no audio here")
     store_path = tmp_path / "ray.zarr"
@@ -55,7 +55,7 @@ def test_cli_ray_flag(local_ray: None, tmp_path: Path) -> None:
     from edm.cli import main
 
     music = tmp_path / "music"
-    write_audio(music / "a.wav", (0.1 * np.random.default_rng(5).standard_normal((44100 * 6, 2)))
+    write_audio(music / "a.wav", (0.1 * np.random.default_rng(5).standard_normal((44100 * 9, 2)))
                 .astype(np.float32), 44100)
     (music / "empty.flac").write_bytes(b"")
     # The test's Ray session is already up, so the address is not dialled.

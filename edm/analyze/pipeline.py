@@ -35,8 +35,6 @@ from edm.decode import BeatGrid, DecodeError, decode_beats, decode_sections, mer
 from edm.heads.activations import Activations
 
 DEFAULT_MODEL_DIR = Path(__file__).parent.parent / "default_model"
-#: Shorter audio has too few beats for a grid (and no sections to speak of).
-MIN_DURATION_S = 8.0
 
 
 class AnalyzeError(ValueError):
@@ -146,12 +144,10 @@ class Embedded:
 
 
 def embed_audio(audio: np.ndarray, backbone: Any) -> Embedded:
-    """Embeddings and descriptors of mono float32 audio at ``backbone.sample_rate``."""
-    from edm.backbones import compute_descriptors
-
+    """Embeddings and descriptors of mono float32 audio at ``backbone.sample_rate``, computed
+    as ``edm embed`` computes them (:meth:`~edm.backbones.Backbone.embed_with_descriptors`)."""
     fps = float(backbone.frames_per_second)
-    embeddings = backbone.embed(audio)
-    descriptors = compute_descriptors(audio, backbone.sample_rate, fps)
+    embeddings, descriptors = backbone.embed_with_descriptors(audio)
     return Embedded(embeddings=embeddings, descriptors=descriptors, frames_per_second=fps,
                     duration_s=len(audio) / backbone.sample_rate)
 
@@ -160,6 +156,7 @@ def embed(path: str | Path, model: Model, *, store: Any = None, backbone: Any = 
     """Embeddings for ``path``: from ``store`` (an open EmbeddingStore) if it holds the track
     for the model's backbone, else computed now with ``backbone`` (built once per batch)."""
     from edm.audio import AudioError, content_hash, load_audio
+    from edm.inputs import check_audio
 
     path = Path(path)
     if not path.is_file():
@@ -180,14 +177,9 @@ def embed(path: str | Path, model: Model, *, store: Any = None, backbone: Any = 
     backbone = backbone if backbone is not None else model.backbone()
     try:
         audio = load_audio(path, backbone.sample_rate)
+        duration_s = check_audio(audio, backbone.sample_rate, path)
     except AudioError as error:
         raise AnalyzeError(str(error)) from error
-    duration_s = len(audio) / backbone.sample_rate
-    if duration_s < MIN_DURATION_S:
-        raise AnalyzeError(f"{path}: too short to analyse ({duration_s:.1f} s < "
-                           f"{MIN_DURATION_S:.0f} s)")
-    if not np.any(np.abs(audio) > 1e-4):
-        raise AnalyzeError(f"{path}: silent (no sample above -80 dBFS)")
     result = embed_audio(audio, backbone)
     return Embedded(embeddings=result.embeddings, descriptors=result.descriptors,
                     frames_per_second=result.frames_per_second, duration_s=duration_s,

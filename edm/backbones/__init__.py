@@ -3,7 +3,10 @@
 Every backbone follows :class:`Backbone`: a ``name`` (``"spectral"``, ``"mert"``), a ``key``
 that names its output in the store (it changes whenever the output would, e.g.
 ``"mert-MERT-v1-95M-l6"``), the ``sample_rate`` it wants, ``frames_per_second`` (frame ``i``
-is centred on ``i / fps``), ``dim``, ``config()`` for provenance, and ``embed(audio)``.
+is centred on ``i / fps``), ``dim``, ``config()`` for provenance (and
+:func:`options_from_config` to rebuild it from that), ``embed(audio)``, and what the embed job
+schedules by: ``embed_many``, ``embed_with_descriptors``, ``batch_tracks`` and
+``runs_in_workers`` (:class:`BackboneDefaults` gives the usual ones).
 
 - ``spectral`` (:mod:`edm.backbones.spectral`): numpy/scipy features, no weights, 50 fps.
 - ``mert`` (:mod:`edm.backbones.mert`): MERT through ``transformers.HubertModel``, 75 fps;
@@ -20,10 +23,9 @@ ValueError: unknown backbone 'wavenet'; choose one of: spectral, mert
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-import numpy as np
-
+from edm.backbones.base import Backbone, BackboneDefaults
 from edm.backbones.descriptors import DESCRIPTOR_NAMES, compute_descriptors
 from edm.backbones.frames import frame_count, hop_length
 
@@ -33,36 +35,13 @@ __all__ = [
     "BACKBONE_NAMES",
     "DESCRIPTOR_NAMES",
     "Backbone",
+    "BackboneDefaults",
     "compute_descriptors",
     "frame_count",
     "get_backbone",
     "hop_length",
     "options_from_config",
 ]
-
-
-@runtime_checkable
-class Backbone(Protocol):
-    """What the embed job and analysis need from a feature extractor."""
-
-    name: str
-    sample_rate: int
-    frames_per_second: float
-
-    @property
-    def key(self) -> str: ...
-
-    @property
-    def dim(self) -> int: ...
-
-    def config(self) -> dict[str, Any]:
-        """JSON-able provenance: name, key, checkpoint, layers, fps, dim, and settings."""
-        ...
-
-    def embed(self, audio: np.ndarray) -> np.ndarray:
-        """``(frames, dim)`` float32 for mono float32 audio at ``sample_rate``;
-        ``frames == 1 + len(audio) // hop``."""
-        ...
 
 
 def options_from_config(config: Mapping[str, Any]) -> dict[str, Any]:

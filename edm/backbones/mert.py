@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from edm.backbones.base import BackboneDefaults
+
 DEFAULT_MODEL = "m-a-p/MERT-v1-95M"
 PROJECTION_SEED = 0
 
@@ -81,7 +83,7 @@ def _offline_hint(model: str) -> str:
             f"--local-dir DIR` (or copy a saved model folder), then pass --model DIR")
 
 
-class MertBackbone:
+class MertBackbone(BackboneDefaults):
     """HuBERT-shaped encoder → chosen hidden layer(s) → optional projection, frame-aligned."""
 
     name = "mert"

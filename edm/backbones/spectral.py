@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edm.backbones.base import BackboneDefaults
 from edm.backbones.frames import (
     frame_count,
     hop_length,
@@ -111,10 +112,12 @@ def novelty(features: np.ndarray, half_width: int) -> np.ndarray:
     return distance.astype(np.float32)
 
 
-class SpectralBackbone:
+class SpectralBackbone(BackboneDefaults):
     """Log-mel + onset + level + novelty features (see the module docstring)."""
 
     name = "spectral"
+    #: Cheap and stateless: every decoding worker runs it whole.
+    runs_in_workers = True
     sample_rate = 22050
     frames_per_second = 50.0
     n_fft = 1024

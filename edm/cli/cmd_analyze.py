@@ -18,49 +18,6 @@ _err = Console(stderr=True)
 _SHOWN_FAILURES = 20
 
 
-
-
-def _collect(inputs: tuple[Path, ...], audio_root: Path | None):
-    """(path, base annotation or None) pairs, the XML they came from, notes on the XML (a
-    track without a grid: edm makes its own) and inputs that failed before analysis."""
-    from edm.audio import AUDIO_EXTENSIONS
-    from edm.data.rekordbox import RekordboxError, read_rekordbox_xml
-
-    pairs: list = []
-    problems: list[str] = []
-    notes: list[str] = []
-    xml_base: Path | None = None
-    plain: list[Path] = []
-    for item in inputs:
-        if item.suffix.lower() == ".xml" and item.is_file():
-            try:
-                library = read_rekordbox_xml(item, audio_root=audio_root, hash_audio=False)
-            except RekordboxError as error:
-                problems.append(str(error))
-                continue
-            notes.extend(library.problems)
-            xml_base = xml_base or item
-            for track in library.tracks:
-                if track.track.path:
-                    pairs.append((Path(track.track.path), track))
-                else:
-                    problems.append(f"{item}: track {track.track_id} has no Location")
-        else:
-            plain.append(item)
-    for item in plain:
-        if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file()
-                           and p.suffix.lower() in AUDIO_EXTENSIONS
-                           and not any(part.startswith(".") for part in p.relative_to(item).parts))
-            if not found:
-                problems.append(f"{item}: no audio files in this folder")
-            pairs.extend((file, None) for file in found)
-        else:
-            # A file that is not there or not audio fails in analyze() with its own message.
-            pairs.append((item, None))
-    return pairs, xml_base, notes, problems
-
-
 def _missing_audio_hint(missing: int, audio_root: Path | None) -> str:
     tracks = ("1 of the XML's tracks is not at its" if missing == 1
               else f"{missing} of the XML's tracks are not at their")
@@ -130,6 +87,7 @@ def command(inputs: tuple[Path, ...], model_dir: Path | None, store_path: Path |
     """Beat grid, phrase-aligned sections and energy for tracks, folders or a Rekordbox XML."""
     from edm.analyze import AnalysisWriter, AnalyzeError, analyze_many, load_model
     from edm.analyze.writers import OutputError
+    from edm.inputs import find_inputs
 
     try:
         model = load_model(model_dir)
@@ -141,7 +99,9 @@ def command(inputs: tuple[Path, ...], model_dir: Path | None, store_path: Path |
         from edm.store import EmbeddingStore
 
         store = EmbeddingStore(store_path)
-    pairs, xml_base, notes, problems = _collect(inputs, audio_root)
+    found = find_inputs(inputs, audio_root=audio_root)
+    pairs, xml_base, notes = found.tracks, found.xml, found.warnings
+    problems = [problem.reason for problem in found.problems]
     n_inputs = len(pairs) + len(problems)
     try:
         writer = AnalysisWriter(fmt, out_path, inputs=[path for path, _ in pairs], plot=plot,

@@ -8,6 +8,9 @@ from typing import Any
 
 import click
 
+from edm.backbones import BACKBONE_NAMES
+from edm.inputs import MIN_DURATION_S
+
 #: Failures printed before "… N more"; --json always carries all of them.
 _SHOWN_FAILURES = 30
 
@@ -31,7 +34,7 @@ in --json), 2 usage error, 130 interrupted.""")
 @click.option("--store", "store_path", required=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="Zarr store folder (created if missing).")
-@click.option("--backbone", type=click.Choice(["spectral", "mert"]), default="spectral",
+@click.option("--backbone", type=click.Choice(BACKBONE_NAMES), default=BACKBONE_NAMES[0],
               show_default=True, help="Feature extractor.")
 @click.option("--model", default=None,
               help="mert: Hugging Face id or local folder [default: m-a-p/MERT-v1-95M].")
@@ -46,7 +49,8 @@ in --json), 2 usage error, 130 interrupted.""")
               help="mert: windows per forward pass [default: 16 on cuda, 2 on cpu].")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Decoding processes [default: CPU count; 0 = all in this process].")
-@click.option("--min-duration", type=click.FloatRange(min=0), default=5.0, show_default=True,
+@click.option("--min-duration", type=click.FloatRange(min=0), default=MIN_DURATION_S,
+              show_default=True,
               help="Reject tracks shorter than this many seconds.")
 @click.option("--ray", "ray_address", default=None,
               help="Run on a Ray cluster at this address ('auto' = the one this node joined).")

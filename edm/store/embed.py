@@ -18,7 +18,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import (
     FIRST_COMPLETED,
     Future,
@@ -32,13 +32,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from edm.audio import AUDIO_EXTENSIONS, AudioError, audio_info, content_hash, load_audio
+from edm.audio import AudioError, audio_info, content_hash, load_audio
 from edm.backbones import Backbone, compute_descriptors, get_backbone
+from edm.inputs import MIN_DURATION_S, check_audio, find_inputs
 from edm.store.zarr_store import EmbeddingStore, StoreError
-
-#: Tracks shorter than this are rejected: no music structure fits, and a 1-second file in a
-#: DJ library is a sample or a broken export.
-MIN_DURATION_S = 5.0
 
 Status = Literal["embedded", "present", "failed"]
 
@@ -106,89 +103,6 @@ class EmbedSummary:
 
 
 # ---------------------------------------------------------------------------------------------
-# Inputs
-
-
-def collect_inputs(
-    inputs: Iterable[str | Path],
-) -> tuple[list[Path], list[TrackResult], list[str]]:
-    """Audio files named by ``inputs``: audio files, folders of audio (recursive), annotation
-    folders (YAML files whose ``track.path`` names the audio) or Rekordbox XML exports.
-
-    Returns the unique files in input order, one failed result per unusable input, and
-    warnings (label problems the XML reader repaired; they do not stop embedding).
-    """
-    files: list[Path] = []
-    problems: list[TrackResult] = []
-    warnings: list[str] = []
-    for item in inputs:
-        path = Path(item).expanduser()
-        if path.is_dir():
-            audio = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS
-                           and p.is_file() and not any(part.startswith(".")
-                                                       for part in p.relative_to(path).parts))
-            if audio:
-                files.extend(audio)
-            elif any(path.glob("*.yaml")):
-                found, bad = _from_annotations(path)
-                files.extend(found)
-                problems.extend(bad)
-            else:
-                problems.append(TrackResult(str(path), "failed",
-                                            reason=f"{path}: no audio or annotation files"))
-        elif path.suffix.lower() == ".xml" and path.is_file():
-            found, bad, notes = _from_rekordbox(path)
-            files.extend(found)
-            problems.extend(bad)
-            warnings.extend(notes)
-        elif path.is_file() or path.suffix.lower() in AUDIO_EXTENSIONS:
-            files.append(path)  # a missing audio file fails later, with the decoder's message
-        else:
-            problems.append(TrackResult(str(path), "failed",
-                                        reason=f"{path}: not found, or not audio, a folder or "
-                                               "a Rekordbox .xml"))
-    unique: dict[Path, None] = {}
-    for file in files:
-        unique.setdefault(file.resolve() if file.exists() else file, None)
-    return list(unique), problems, warnings
-
-
-def _from_annotations(folder: Path) -> tuple[list[Path], list[TrackResult]]:
-    from edm.data.schema import load_annotations
-
-    annotations, errors = load_annotations(folder)
-    problems = [TrackResult(str(folder), "failed", reason=str(error)) for error in errors]
-    files = []
-    for annotation in annotations:
-        if not annotation.track.path:
-            problems.append(TrackResult(str(folder), "failed", reason=(
-                f"{folder}: annotation {annotation.track_id} has no track.path")))
-            continue
-        audio = Path(annotation.track.path).expanduser()
-        files.append(audio if audio.is_absolute() else folder / audio)
-    return files, problems
-
-
-def _from_rekordbox(xml_path: Path) -> tuple[list[Path], list[TrackResult], list[str]]:
-    try:
-        from edm.data.rekordbox import RekordboxError, read_rekordbox_xml
-    except ImportError as error:
-        return [], [TrackResult(str(xml_path), "failed",
-                                reason=f"{xml_path}: Rekordbox import unavailable ({error})")], []
-    try:
-        library = read_rekordbox_xml(xml_path, hash_audio=False)  # the job hashes anyway
-    except RekordboxError as error:
-        return [], [TrackResult(str(xml_path), "failed", reason=str(error))], []
-    problems: list[TrackResult] = []
-    files = [Path(track.track.path) for track in library.tracks if track.track.path]
-    missing = len(library.tracks) - len(files)
-    if missing:
-        problems.append(TrackResult(str(xml_path), "failed",
-                                    reason=f"{xml_path}: {missing} tracks have no Location"))
-    return files, problems, list(library.problems)
-
-
-# ---------------------------------------------------------------------------------------------
 # One track
 
 
@@ -206,8 +120,9 @@ class Decoded:
 class TrackJob:
     """The per-track work, shared by local worker processes and Ray actors.
 
-    ``backbone`` is built here only when ``build_backbone`` is true (cheap CPU backbones);
-    otherwise ``prepare`` decodes and the caller's backbone finishes the track.
+    ``backbone`` is built here only when ``build_backbone`` is true (a backbone that runs in
+    the workers, or a Ray actor's); otherwise ``prepare`` decodes and the caller's backbone
+    finishes the track.
     """
 
     def __init__(self, store_path: str, backbone_name: str, backbone_options: dict[str, Any],
@@ -230,12 +145,8 @@ class TrackJob:
                 return TrackResult(path, "present", track_id)
             info = audio_info(path)
             audio = load_audio(path, self.sample_rate)
-            duration_s = len(audio) / self.sample_rate
-            if duration_s < self.min_duration_s:
-                raise AudioError(f"{path}: too short ({duration_s:.1f} s < "
-                                 f"{self.min_duration_s:g} s)")
-            if not np.any(audio):
-                raise AudioError(f"{path}: digital silence throughout")
+            duration_s = check_audio(audio, self.sample_rate, path,
+                                     min_duration_s=self.min_duration_s)
             descriptors = (compute_descriptors(audio, self.sample_rate, self.frames_per_second)
                            if describe else None)
         except (AudioError, StoreError) as error:
@@ -249,26 +160,21 @@ class TrackJob:
               backbone: Backbone) -> tuple[np.ndarray, dict[str, np.ndarray]] | TrackResult:
         """Embeddings and descriptors of a decoded track (a failed result on bad output)."""
         try:
-            descriptors = decoded.descriptors
-            if descriptors is None and hasattr(backbone, "embed_with_descriptors"):
+            if decoded.descriptors is None:
                 return backbone.embed_with_descriptors(decoded.audio)
-            if descriptors is None:
-                descriptors = compute_descriptors(decoded.audio, self.sample_rate,
-                                                  self.frames_per_second)
-            return backbone.embed(decoded.audio), descriptors
+            return backbone.embed(decoded.audio), decoded.descriptors
         except ValueError as error:
             return TrackResult(decoded.path, "failed", decoded.track_id,
                                reason=f"{decoded.path}: {error}")
 
     def embed_batch(self, batch: list[Decoded], backbone: Backbone
                     ) -> list[tuple[np.ndarray, dict[str, np.ndarray]] | TrackResult]:
-        """:meth:`embed` for several tracks, through ``backbone.embed_many`` when it has one
-        (windows of several tracks share model batches)."""
-        embed_many = getattr(backbone, "embed_many", None)
-        if embed_many is None or len(batch) == 1:
-            return [self.embed(decoded, backbone) for decoded in batch]
+        """:meth:`embed` for several tracks through ``backbone.embed_many`` (a model's windows
+        of several tracks share batches)."""
+        if len(batch) == 1:
+            return [self.embed(batch[0], backbone)]
         try:
-            outputs = embed_many([decoded.audio for decoded in batch])
+            outputs = backbone.embed_many([decoded.audio for decoded in batch])
         except ValueError:
             return [self.embed(decoded, backbone) for decoded in batch]  # find the bad one
         staged: list[tuple[np.ndarray, dict[str, np.ndarray]] | TrackResult] = []
@@ -302,8 +208,8 @@ class TrackJob:
     def run(self, path: str) -> TrackResult:
         """The whole track in this process (needs ``build_backbone=True``)."""
         assert self.backbone is not None, "TrackJob.run needs build_backbone=True"
-        prepared = self.prepare(path, describe=not hasattr(self.backbone,
-                                                           "embed_with_descriptors"))
+        # The backbone computes the descriptors with the embeddings (embed_with_descriptors).
+        prepared = self.prepare(path, describe=False)
         if isinstance(prepared, TrackResult):
             return prepared
         return self.finish(prepared, self.backbone)
@@ -365,6 +271,58 @@ def _progress_bar(total: int) -> tuple[Any, ProgressCallback]:
     return progress, update
 
 
+def run_embed_job(
+    inputs: Sequence[str | Path], store_path: str | Path, backbone_key: str,
+    execute: Callable[[EmbeddingStore, list[Path], Callable[[TrackResult], None]], None], *,
+    progress: bool | ProgressCallback = False,
+) -> EmbedSummary:
+    """The skeleton every embed runner shares: open the store (sweeping dead writers' temp
+    entries), find the inputs (:func:`edm.inputs.find_inputs`), report unusable ones, let
+    ``execute(store, files, record)`` embed the files, and sum up; Ctrl-C ends the run with a
+    readable store and ``interrupted`` set.
+
+    ``progress`` is True for a rich bar on stderr, or a callback ``(result, done, total)``.
+    """
+    started = time.perf_counter()
+    store = EmbeddingStore(Path(store_path).resolve(), mode="a")
+    store.sweep_temp()
+    found = find_inputs(inputs)
+    summary = EmbedSummary(str(store.path), backbone_key, warnings=found.warnings)
+    total = len(found.tracks) + len(found.problems)
+    bar, callback = (_progress_bar(total) if progress is True
+                     else (None, progress if callable(progress) else None))
+
+    def record(result: TrackResult) -> None:
+        summary.results.append(result)
+        if callback is not None:
+            callback(result, len(summary.results), total)
+
+    if bar is not None:
+        bar.start()
+    try:
+        for problem in found.problems:
+            record(TrackResult(problem.path, "failed", reason=problem.reason))
+        execute(store, found.files, record)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        if bar is not None:
+            bar.stop()
+        summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def job_kwargs(store: EmbeddingStore, backbone: Backbone, options: dict[str, Any], *,
+               min_duration_s: float, build_backbone: bool) -> dict[str, Any]:
+    """:class:`TrackJob` arguments for ``backbone`` (built from ``options``) on ``store``."""
+    return {
+        "store_path": str(store.path), "backbone_name": backbone.name,
+        "backbone_options": options, "backbone_key": backbone.key,
+        "sample_rate": backbone.sample_rate, "frames_per_second": backbone.frames_per_second,
+        "min_duration_s": min_duration_s, "build_backbone": build_backbone,
+    }
+
+
 def embed_library(
     inputs: Sequence[str | Path],
     store_path: str | Path,
@@ -379,70 +337,44 @@ def embed_library(
 
     ``backbone`` is a name for :func:`edm.backbones.get_backbone` (with ``backbone_options``)
     or a built backbone. ``workers`` decoding processes (default: CPU count; 0 runs everything
-    in this process). ``progress`` is True for a rich bar on stderr, or a callback
-    ``(result, done, total)``. Tracks already in the store are skipped (``present``).
+    in this process); a backbone that ``runs_in_workers`` runs whole in them, a model stays in
+    this process while they decode. ``progress`` is True for a rich bar on stderr, or a
+    callback ``(result, done, total)``. Tracks already in the store are skipped (``present``).
     """
-    started = time.perf_counter()
     options = dict(backbone_options or {})
     model = get_backbone(backbone, **options) if isinstance(backbone, str) else backbone
-    store = EmbeddingStore(store_path, mode="a")
-    store.sweep_temp()
-    files, problems, warnings = collect_inputs(inputs)
-    summary = EmbedSummary(str(store.path), model.key, warnings=warnings)
-    # The spectral backbone is cheap and stateless: workers run it whole. A model stays here.
-    in_workers = model.name == "spectral"
-    job_kwargs = {
-        "store_path": str(store.path), "backbone_name": model.name,
-        "backbone_options": options if in_workers else {}, "backbone_key": model.key,
-        "sample_rate": model.sample_rate, "frames_per_second": model.frames_per_second,
-        "min_duration_s": min_duration_s, "build_backbone": in_workers,
-    }
-    total = len(files) + len(problems)
-    bar, callback = (_progress_bar(total) if progress is True
-                     else (None, progress if callable(progress) else None))
 
-    def record(result: TrackResult) -> None:
-        summary.results.append(result)
-        if callback is not None:
-            callback(result, len(summary.results), total)
-
-    if workers is None:
-        workers = os.cpu_count() or 1
-    workers = min(workers, len(files))  # no idle processes to start for a short list
-    if bar is not None:
-        bar.start()
-    try:
-        for problem in problems:
-            record(problem)
-        if workers <= 0:
-            _run_inline(files, job_kwargs, model, record)
+    def execute(store: EmbeddingStore, files: list[Path],
+                record: Callable[[TrackResult], None]) -> None:
+        in_workers = model.runs_in_workers
+        kwargs = job_kwargs(store, model, options if in_workers else {},
+                            min_duration_s=min_duration_s, build_backbone=in_workers)
+        count = min((os.cpu_count() or 1) if workers is None else workers, len(files))
+        if count <= 0:  # also for no files: no idle processes to start
+            _run_inline(files, kwargs, model, record)
         else:
-            _run_pool(files, job_kwargs, model, in_workers, workers, record)
-    except KeyboardInterrupt:
-        summary.interrupted = True
-    finally:
-        if bar is not None:
-            bar.stop()
-        summary.seconds = time.perf_counter() - started
-    return summary
+            _run_pool(files, kwargs, model, count, record)
+
+    return run_embed_job(inputs, store_path, model.key, execute, progress=progress)
 
 
 def _run_inline(files: list[Path], job_kwargs: dict[str, Any], model: Backbone,
                 record: Callable[[TrackResult], None]) -> None:
     job = TrackJob(**{**job_kwargs, "build_backbone": False})
-    describe = not hasattr(model, "embed_with_descriptors")
     for path in files:
-        prepared = job.prepare(str(path), describe=describe)
+        prepared = job.prepare(str(path), describe=False)  # the backbone describes it
         record(prepared if isinstance(prepared, TrackResult) else job.finish(prepared, model))
 
 
-def _run_pool(files: list[Path], job_kwargs: dict[str, Any], model: Backbone,
-              in_workers: bool, workers: int, record: Callable[[TrackResult], None]) -> None:
+def _run_pool(files: list[Path], job_kwargs: dict[str, Any], model: Backbone, workers: int,
+              record: Callable[[TrackResult], None]) -> None:
+    in_workers = model.runs_in_workers
     # forkserver: workers must not inherit a parent that already holds torch/CUDA state.
     context = multiprocessing.get_context("forkserver")
     job = TrackJob(**{**job_kwargs, "build_backbone": False})
     # Bound the decoded tracks waiting for the model: memory stays a few tracks' audio.
-    max_in_flight = 2 * max(workers, int(getattr(model, "batch_tracks", 1)))
+    batch_tracks = max(1, int(model.batch_tracks))
+    max_in_flight = 2 * max(workers, batch_tracks)
     pending = iter(files)
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                              initargs=(job_kwargs,)) as pool:
@@ -452,7 +384,6 @@ def _run_pool(files: list[Path], job_kwargs: dict[str, Any], model: Backbone,
         writer = ThreadPoolExecutor(1)
         writes: set[Future[TrackResult]] = set()
         ready: list[Decoded] = []
-        batch_tracks = max(1, int(getattr(model, "batch_tracks", 1)))
 
         def collect(block: bool) -> None:
             nonlocal writes

@@ -22,29 +22,22 @@ On a real cluster::
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from edm.backbones import get_backbone
-from edm.store.embed import (
-    MIN_DURATION_S,
-    EmbedSummary,
-    TrackJob,
-    TrackResult,
-    _progress_bar,
-    collect_inputs,
-)
+from edm.inputs import MIN_DURATION_S
+from edm.store.embed import EmbedSummary, TrackJob, TrackResult, job_kwargs, run_embed_job
 from edm.store.zarr_store import EmbeddingStore
 
 
 class _Actor:
     """Holds one TrackJob (and its backbone) per Ray worker process."""
 
-    def __init__(self, job_kwargs: dict[str, Any]) -> None:
-        self.job = TrackJob(**job_kwargs)
+    def __init__(self, kwargs: dict[str, Any]) -> None:
+        self.job = TrackJob(**kwargs)
 
     def run(self, path: str) -> dict[str, Any]:
         try:
@@ -79,55 +72,32 @@ def embed_library_ray(
     except ImportError as error:
         raise ImportError("--ray needs Ray: pip install 'edm[ray]'") from error
 
-    started = time.perf_counter()
     options = dict(backbone_options or {})
     if not ray.is_initialized():
         ray.init(address=address, log_to_driver=False)
     resources = ray.cluster_resources()
     gpus = float(resources.get("GPU", 0.0))
-    if gpus_per_actor is None:
-        gpus_per_actor = 1.0 if backbone == "mert" and gpus >= 1 else 0.0
-    if actors is None:
-        actors = int(gpus) if gpus_per_actor else max(1, int(resources.get("CPU", 1)))
     # The driver builds the backbone once on the CPU only to learn its key, rate and fps.
     probe = get_backbone(backbone, **({**options, "device": "cpu"} if backbone == "mert"
                                       else options))
-    store = EmbeddingStore(Path(store_path).resolve(), mode="a")
-    store.sweep_temp()
-    files, problems, warnings = collect_inputs(inputs)
-    summary = EmbedSummary(str(store.path), probe.key, warnings=warnings)
-    job_kwargs = {
-        "store_path": str(store.path), "backbone_name": backbone, "backbone_options": options,
-        "backbone_key": probe.key, "sample_rate": probe.sample_rate,
-        "frames_per_second": probe.frames_per_second, "min_duration_s": min_duration_s,
-        "build_backbone": True,
-    }
-    del probe
-    total = len(files) + len(problems)
-    bar, callback = _progress_bar(total) if progress else (None, None)
+    if gpus_per_actor is None:
+        gpus_per_actor = 1.0 if not probe.runs_in_workers and gpus >= 1 else 0.0
+    if actors is None:
+        actors = int(gpus) if gpus_per_actor else max(1, int(resources.get("CPU", 1)))
 
-    def record(result: TrackResult) -> None:
-        summary.results.append(result)
-        if callback is not None:
-            callback(result, len(summary.results), total)
+    def execute(store: EmbeddingStore, files: list[Path],
+                record: Callable[[TrackResult], None]) -> None:
+        kwargs = job_kwargs(store, probe, options, min_duration_s=min_duration_s,
+                            build_backbone=True)
+        remote = ray.remote(num_cpus=1, num_gpus=gpus_per_actor)(_Actor)
+        handles = [remote.remote(kwargs) for _ in range(max(1, min(actors, len(files) or 1)))]
+        try:
+            pool = ActorPool(handles)
+            for outcome in pool.map_unordered(lambda actor, path: actor.run.remote(path),
+                                              [str(path) for path in files]):
+                record(TrackResult(**outcome))
+        finally:
+            for handle in handles:
+                ray.kill(handle)
 
-    remote = ray.remote(num_cpus=1, num_gpus=gpus_per_actor)(_Actor)
-    handles = [remote.remote(job_kwargs) for _ in range(max(1, min(actors, len(files) or 1)))]
-    if bar is not None:
-        bar.start()
-    try:
-        for problem in problems:
-            record(problem)
-        pool = ActorPool(handles)
-        for outcome in pool.map_unordered(lambda actor, path: actor.run.remote(path),
-                                          [str(path) for path in files]):
-            record(TrackResult(**outcome))
-    except KeyboardInterrupt:
-        summary.interrupted = True
-    finally:
-        if bar is not None:
-            bar.stop()
-        for handle in handles:
-            ray.kill(handle)
-        summary.seconds = time.perf_counter() - started
-    return summary
+    return run_embed_job(inputs, store_path, probe.key, execute, progress=progress)
