@@ -352,3 +352,19 @@ def test_readme_format_table_lists_every_json_field(library, tmp_path: Path) -> 
     row = next(line for line in README.read_text(encoding="utf-8").splitlines()
                if line.startswith("| `edm analyze --format json`"))
     assert [f for f in sorted(fields) if f"`{f}`" not in row] == []
+
+
+def test_data_export_follows_out_as_given(tmp_path: Path) -> None:
+    ann = tmp_path / "ann"
+    _missing_audio_library(ann, 2)
+    cues_dir = tmp_path / "cues_dir"
+    code, _, stderr = _edm("data", "export", str(ann), "--format", "csv", "--out", f"{cues_dir}/")
+    assert code == 0, stderr
+    assert (cues_dir / "edm-cues.csv").is_file()
+    code, _, stderr = _edm("data", "export", str(ann), "--format", "jams", "--out",
+                           str(tmp_path / "one.jams"))
+    assert code == 2 and "names one file, but 2 inputs give 2 jams files" in stderr
+    assert not (tmp_path / "one.jams").exists()
+    code, _, stderr = _edm("data", "export", str(ann), "--format", "rekordbox", "--out",
+                           str(tmp_path / "lib.csv"))
+    assert code == 2 and "rekordbox output is one .xml file" in stderr

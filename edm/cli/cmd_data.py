@@ -296,18 +296,28 @@ track and playlist stays exactly as written.""")
 @click.option("--format", "fmt", type=click.Choice(["jams", "rekordbox", "csv"]), required=True,
               help="jams: one .jams per track in the --out folder; rekordbox: one XML file; "
                    "csv: one row per cue.")
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
-              help="Output folder (jams) or file (rekordbox, csv).")
+@click.option("--out", "out_arg", required=True, type=click.Path(path_type=str),
+              help="Output folder (jams; or one.jams for one track) or file (rekordbox, csv; "
+                   "or a folder/ for the default name in it).")
 @click.option("--base", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Rekordbox: the library XML to update (default: the one the annotations "
                    "were imported from, when it is still there).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def export_command(ann_dir: Path, fmt: str, out: Path, base: Path | None, as_json: bool) -> None:
+def export_command(ann_dir: Path, fmt: str, out_arg: str, base: Path | None,
+                   as_json: bool) -> None:
     """Write annotations as JAMS, Rekordbox XML or cue CSV.
 
-    Files that fail to load are listed and skipped; the exit code is then 1.
+    Files that fail to load are listed and skipped; the exit code is then 1. --out is
+    followed as given, or refused with the reason before anything is written (as in
+    `edm analyze`: a name ending in / is a folder).
     """
+    from edm.analyze.writers import OutputError, resolve_out
+
     folder = _load(ann_dir, as_json)
+    try:
+        out, out_is_folder = resolve_out(fmt, out_arg, n_tracks=len(folder.annotations))
+    except OutputError as error:
+        raise click.UsageError(str(error)) from error
     annotations: list[TrackAnnotation] = [a for _, a in folder.annotations]
     problems = [str(error) for error in folder.errors]
     extra: dict[str, Any] = {}
@@ -315,7 +325,7 @@ def export_command(ann_dir: Path, fmt: str, out: Path, base: Path | None, as_jso
         from edm.data.jams_io import save_jams
 
         for file, annotation in folder.annotations:
-            save_jams(annotation, out / (file.stem + ".jams"))
+            save_jams(annotation, out / (file.stem + ".jams") if out_is_folder else out)
         written = len(annotations)
     elif fmt == "rekordbox":
         from edm.data.rekordbox import RekordboxError, default_base, write_rekordbox_xml
