@@ -151,8 +151,12 @@ def command(inputs: tuple[Path, ...], model_dir: Path | None, store_path: Path |
             click.echo(f"wrote {fmt} → {out}" + (f" (PNGs in {writer.plot_dir})" if plot else ""),
                        err=True)
         if rekordbox is not None:
-            for line in rekordbox.grid_disagreements + rekordbox.notes:
+            doubts = rekordbox.grid_disagreements
+            for line in doubts[:_SHOWN_FAILURES] + rekordbox.notes:
                 click.echo(line, err=True)
+            if len(doubts) > _SHOWN_FAILURES:
+                click.echo(f"… {len(doubts) - _SHOWN_FAILURES} more grids edm disagrees with "
+                           "(see --json)", err=True)
             click.echo(rekordbox.summary(), err=True)
     if not as_json:
         for line in [f"note: {note}" for note in notes] + problems[:_SHOWN_FAILURES]:
