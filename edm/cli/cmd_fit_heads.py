@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -133,10 +135,18 @@ usable, or nothing could be fitted, 2 usage error."""
     help="Random seed: the same seed, data and settings train the same model.",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes training the k-fold and final models side by side, one thread each "
+    "[default: one per CPU].",
+)
+@click.option(
     "--threads",
     type=click.IntRange(min=1),
     default=None,
-    help="Torch CPU threads (1 is fastest on a busy machine).",
+    help="Torch CPU threads of a fit in this process (--folds 0/1 or --workers 1) "
+    "[default: one per CPU].",
 )
 @click.option(
     "--logdir",
@@ -174,6 +184,7 @@ def command(
     epochs: int,
     crop_s: float,
     seed: int,
+    workers: int | None,
     threads: int | None,
     logdir: Path | None,
     finetune_top: int | None,
@@ -200,9 +211,11 @@ def command(
     Labels from DJ software are noisy; --co-teaching and --label-smoothing make training
     trust any single label less.
     """
+    # Waiting OpenMP threads sleep instead of spinning: a fit sharing the machine with other
+    # work then costs its share of the CPU (read once, when torch loads).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from edm.heads.fit import FitError, fit_from_store
     from edm.heads.train import TrainConfig
@@ -228,29 +241,10 @@ def command(
             writer = SummaryWriter(str(logdir))
         except ImportError:
             console.print("--logdir needs the tensorboard package; logging skipped")
-
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} epochs"),
-        TextColumn("loss {task.fields[loss]}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=as_json,
-    )
-
-    def progress_for(stage: str) -> Any:
-        task = progress.add_task(stage, total=epochs, loss="—")
-
-        def update(epoch: int, total: int, loss: float) -> None:
-            progress.update(task, completed=epoch, total=total, loss=f"{loss:.4f}")
-            if writer is not None:
-                writer.add_scalar(f"loss/{stage.replace(' ', '_')}", loss, epoch)
-
-        return update
-
+    display = _FitProgress(console, epochs, disable=as_json, writer=writer)
+    started = time.perf_counter()
     try:
-        with progress:
+        with display.progress:
             fitted = fit_from_store(
                 store_path,
                 annotations_path,
@@ -261,13 +255,15 @@ def command(
                 include_unlabeled=include_unlabeled,
                 finetune_top=finetune_top,
                 finetune_learning_rate=finetune_lr,
-                progress_for=progress_for,
+                progress_for=display.stage,
+                workers=workers,
             )
-    except (FitError, ValueError, OSError) as error:
+    except (FitError, ValueError, OSError, RuntimeError) as error:
         raise click.ClickException(str(error)) from error
     finally:
         if writer is not None:
             writer.close()
+    fitted.report.metrics["seconds"]["total_s"] = time.perf_counter() - started
     report, problems = fitted.report, fitted.problems
 
     if as_json:
@@ -278,6 +274,83 @@ def command(
             click.echo(line, err=True)
     if problems:
         raise SystemExit(1)
+
+
+class _FitProgress:
+    """One bar per fit ("fold 1/5" …, "final") and one for all of them, each with an ETA; a
+    line per finished fit (also in logs, where bars do not render)."""
+
+    def __init__(self, console: Any, epochs: int, *, disable: bool, writer: Any) -> None:
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console, self.epochs, self.writer, self.disable = console, epochs, writer, disable
+        self.progress = Progress(
+            TextColumn("{task.description:>10}"),
+            BarColumn(),
+            TextColumn("epoch {task.completed}/{task.total}"),
+            TextColumn("loss {task.fields[loss]} val {task.fields[val]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=disable,
+        )
+        self.overall: Any = None
+        self.planned: dict[str, int] = {}
+
+    def stage(self, name: str) -> Any:
+        if self.overall is None:
+            self.overall = self.progress.add_task("all fits", total=0, loss="", val="")
+        task = self.progress.add_task(name, total=self.epochs, loss="—", val="—", start=False)
+        self.planned[name] = self.epochs
+        self.progress.update(self.overall, total=sum(self.planned.values()))
+        seconds = 0.0
+
+        def update(report: Any) -> None:
+            nonlocal seconds
+            seconds += report.seconds
+            if report.epoch == 1:
+                self.progress.start_task(task)
+            val = "—" if report.validation_loss is None else f"{report.validation_loss:.4f}"
+            self.progress.update(
+                task,
+                completed=report.epoch,
+                total=report.epochs,
+                loss=f"{report.loss:.4f}",
+                val=val,
+            )
+            self.planned[name] = report.epochs  # early stopping shortens the plan
+            self.progress.update(
+                self.overall,
+                total=sum(self.planned.values()),
+                advance=1,
+            )
+            if self.writer is not None:
+                tag = name.replace(" ", "_").replace("/", "of")
+                self.writer.add_scalar(f"loss/{tag}", report.loss, report.epoch)
+                if report.validation_loss is not None:
+                    self.writer.add_scalar(f"val_loss/{tag}", report.validation_loss, report.epoch)
+            if report.epoch == report.epochs and not self.disable:
+                self.progress.console.print(
+                    f"{name}: {report.epoch} epochs in {seconds:.1f} s, loss {report.loss:.4f}"
+                    + (f", validation {val}" if report.validation_loss is not None else "")
+                )
+
+        return update
+
+
+_STAGES = {
+    "store_read_s": "read store",
+    "fits_s": "train (k-fold + final)",
+    "energy_s": "energy head",
+    "total_s": "total",
+}
 
 
 def _print_table(metrics: dict[str, Any], out_dir: Path) -> None:
@@ -291,9 +364,32 @@ def _print_table(metrics: dict[str, Any], out_dir: Path) -> None:
     for name, label in _LABELS.items():
         if name in oof:
             table.add_row(f"{label} (out-of-fold vs labels)", _fmt(oof[name]))
+    for name, label in _LABELS.items():
+        if name in metrics.get("validation_tier1", {}):
+            table.add_row(
+                f"{label} (final model, Tier 1 validation)", _fmt(metrics["validation_tier1"][name])
+            )
     for name, value in sorted(metrics.get("energy_mae_oof", {}).items()):
         table.add_row(f"energy MAE {name} (out-of-fold)", _fmt(value))
     for name, value in metrics.get("seconds", {}).items():
-        table.add_row(f"time {name.removesuffix('_s')} (s)", f"{value:.1f}")
+        table.add_row(f"time: {_STAGES.get(name, name.removesuffix('_s'))} (s)", f"{value:.1f}")
     table.add_row("tracks (labelled / all)", f"{metrics['n_labelled']} / {metrics['n_tracks']}")
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    fits = metrics.get("fits", {})
+    if fits:
+        per_fit = Table(title="fits")
+        for column in ("fit", "epochs", "best", "loss", "val loss", "wall s", "CPU s", "train s"):
+            per_fit.add_column(column, justify="left" if column == "fit" else "right")
+        for name, fit in fits.items():
+            per_fit.add_row(
+                name,
+                str(fit["epochs"]),
+                str(fit["best_epoch"]),
+                _fmt(fit["loss"]),
+                _fmt(fit["validation_loss"]),
+                f"{fit.get('wall_s', float('nan')):.1f}",
+                f"{fit.get('cpu_s', float('nan')):.1f}",
+                f"{fit.get('train_s', float('nan')):.1f}",
+            )
+        console.print(per_fit)

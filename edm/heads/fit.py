@@ -33,6 +33,7 @@ from edm.heads.energy import (
 )
 from edm.heads.metrics import score_track
 from edm.heads.train import (
+    FitResult,
     ProgressFn,
     TrackData,
     TrainConfig,
@@ -268,13 +269,15 @@ def fit_heads(
     fit_final: bool = True,
     provenance: Mapping[str, Any] | None = None,
     progress_for: Callable[[str], ProgressFn | None] | None = None,
+    workers: int | None = None,
 ) -> FitReport:
     """k-fold out-of-fold activations (``folds`` >= 2), the final model, the energy head.
 
-    ``progress_for(stage)`` ("fold 1/5" …, "final") may return an epoch progress callback.
-    Metrics: out-of-fold scores against the training labels themselves (noisy labels score
-    lower than the model deserves; use held-out truth for accuracy), energy MAE out-of-fold,
-    timings.
+    The k-fold models and the final one train side by side in ``workers`` processes (None:
+    one per CPU; see :mod:`edm.heads.workers`). ``progress_for(stage)`` ("fold 1/5" …,
+    "final") may return an epoch progress callback. Metrics: out-of-fold scores against the
+    training labels themselves (noisy labels score lower than the model deserves; use held-out
+    truth for accuracy), energy MAE out-of-fold, per-fit epochs and losses, timings.
     """
     labelled = [t for t in tracks if t.labelled]
     if not labelled:
@@ -287,31 +290,29 @@ def fit_heads(
     }
     oof: dict[str, Activations] = {}
     labels = {t.track_id: t.annotation for t in labelled if t.annotation is not None}
+    train, validation = split_validation(tracks)  # of the final model
+    started = time.perf_counter()
     if folds >= 2:
-        started = time.perf_counter()
         result = fit_kfold(
-            tracks,
-            config,
-            folds,
-            on_fold_start=(lambda fold: progress_for(f"fold {fold + 1}/{folds}"))
-            if progress_for
-            else None,
+            tracks, config, folds, final=fit_final, workers=workers, progress_for=progress_for
         )
-        timings["kfold_s"] = time.perf_counter() - started
         oof = result.oof
         metrics["oof_vs_labels"] = score_tracks(oof, labels)
-    nets = []
-    section_labels: tuple[str, ...] = ()
-    if fit_final or folds < 2:
-        started = time.perf_counter()
-        train, validation = split_validation(tracks)
+        final = result.final
+        fits = dict(zip(result.seconds, [*result.fits, *([final] if final else [])], strict=True))
+        metrics["fits"] = _fit_summaries(fits, result.seconds)
+    else:
+        cpu = time.process_time()
         final = fit_model(
             train,
             config,
             validation=validation,
             progress=progress_for("final") if progress_for else None,
         )
-        timings["final_s"] = time.perf_counter() - started
+        used = {"wall_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu}
+        metrics["fits"] = _fit_summaries({"final": final}, {"final": {**used, **final.seconds}})
+    timings["fits_s"] = time.perf_counter() - started
+    if final is not None:
         nets, section_labels = final.nets, final.section_labels
         metrics["final_best_epoch"] = final.best_epoch
         if validation:
@@ -339,6 +340,23 @@ def fit_heads(
         provenance=dict(provenance or {}),
     )
     return FitReport(heads=heads, oof=oof, metrics=metrics)
+
+
+def _fit_summaries(
+    fits: Mapping[str, FitResult], seconds: Mapping[str, Mapping[str, float]]
+) -> dict[str, dict[str, Any]]:
+    """Per fit: epochs run, best epoch (1-based), last training loss, best validation loss
+    (None without validation tracks) and its seconds."""
+    return {
+        name: {
+            "epochs": len(fit.losses),
+            "best_epoch": fit.best_epoch + 1,
+            "loss": fit.losses[-1],
+            "validation_loss": min(fit.validation_losses) if fit.validation_losses else None,
+            **{key: round(value, 3) for key, value in seconds.get(name, {}).items()},
+        }
+        for name, fit in fits.items()
+    }
 
 
 def _backbone_options(info: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -379,6 +397,7 @@ def fit_from_store(
     finetune_top: int | None = None,
     finetune_learning_rate: float = 1e-4,
     progress_for: Callable[[str], ProgressFn | None] | None = None,
+    workers: int | None = None,
 ) -> StoreFit:
     """Read labels and embeddings, fit every head, write ``out_dir``: all of ``edm fit-heads``.
 
@@ -421,6 +440,7 @@ def fit_from_store(
         folds=folds,
         provenance=provenance,
         progress_for=progress_for,
+        workers=workers,
     )
     report.metrics["seconds"]["store_read_s"] = loaded.read_seconds
     report.metrics["problems"] = problems

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -44,9 +45,22 @@ from edm.heads.loss import (
 from edm.heads.metrics import PEAK_DEFAULTS
 from edm.heads.model import TemporalHeads
 from edm.heads.targets import SECTION_LABELS, HeadTargets, make_targets
+from edm.heads.workers import FitJob, run_fit_jobs
 
-#: Called as ``progress(epoch, epochs, loss)`` after every epoch.
-ProgressFn = Callable[[int, int, float], None]
+
+@dataclass(frozen=True)
+class EpochReport:
+    """What one epoch did: sent to the progress callback after every epoch."""
+
+    epoch: int  # 1-based
+    epochs: int  # planned; equals ``epoch`` on the last one when early stopping ends the fit
+    loss: float
+    validation_loss: float | None
+    seconds: float  # wall time of this epoch, validation included
+
+
+#: Called as ``progress(report)`` after every epoch.
+ProgressFn = Callable[[EpochReport], None]
 
 
 @dataclass
@@ -61,6 +75,11 @@ class TrackData:
     frames_per_second: float
     annotation: TrackAnnotation | None = None
     descriptors: dict[str, np.ndarray] | None = None
+    #: Training targets built from ``annotation``, per ``unlabeled_weight``: built once for
+    #: every fit (k-fold trains each track four times out of five). ``replace`` drops it.
+    _targets: dict[float, HeadTargets] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def n_frames(self) -> int:
@@ -128,12 +147,15 @@ class _Example:
 
 def _example(track: TrackData, config: TrainConfig) -> _Example:
     assert track.annotation is not None
-    targets = make_targets(
-        track.annotation,
-        track.n_frames,
-        track.frames_per_second,
-        unlabeled_weight=config.unlabeled_weight,
-    )
+    targets = track._targets.get(config.unlabeled_weight)
+    if targets is None:
+        targets = make_targets(
+            track.annotation,
+            track.n_frames,
+            track.frames_per_second,
+            unlabeled_weight=config.unlabeled_weight,
+        )
+        track._targets[config.unlabeled_weight] = targets
     return _Example(np.asarray(track.embeddings, dtype=np.float32), targets)
 
 
@@ -146,6 +168,8 @@ _ARRAYS = (
     "boundary_weight",
     "section",
 )
+
+
 def _crop(example: _Example, n_frames: int, rng: np.random.Generator, stretch: float) -> _Example:
     """A random crop of about ``n_frames`` output frames, optionally time-stretched."""
     factor = float(rng.uniform(1.0 - stretch, 1.0 + stretch)) if stretch > 0 else 1.0
@@ -176,21 +200,25 @@ def _crop(example: _Example, n_frames: int, rng: np.random.Generator, stretch: f
 
 
 def _collate(examples: Sequence[_Example]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Pad to the longest example; padding has weight 0 and section class -1."""
+    """Pad to the longest example; padding has weight 0 and section class -1.
+
+    ``x`` is built contiguous in the net's ``(batch, dim, frames)`` layout: noise drawn for a
+    transposed view costs 5x more (torch's strided random fill), and so does every op after.
+    """
     length = max(len(e.embeddings) for e in examples)
     dim = examples[0].embeddings.shape[1]
-    x = np.zeros((len(examples), length, dim), dtype=np.float32)
+    x = np.zeros((len(examples), dim, length), dtype=np.float32)
     batch: dict[str, np.ndarray] = {
         name: np.zeros((len(examples), length), dtype=np.float32) for name in _ARRAYS
     }
     batch["section"] = np.full((len(examples), length), -1, dtype=np.int64)
     for row, example in enumerate(examples):
         n = len(example.embeddings)
-        x[row, :n] = example.embeddings
+        x[row, :, :n] = example.embeddings.T
         for name in _ARRAYS:
             batch[name][row, :n] = getattr(example.targets, name)
     tensors = {name: torch.from_numpy(values) for name, values in batch.items()}
-    return torch.from_numpy(x).transpose(1, 2), tensors
+    return torch.from_numpy(x), tensors
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,10 +299,16 @@ def _input_stats(
     """Mean and std of what the heads see: the embeddings, or with fine-tuned top layers
     their output at the start of training."""
     features = getattr(net, "features", None)
-    stacked = np.concatenate(
-        [features(e.embeddings) if features else e.embeddings for e in examples], axis=0
-    ).astype(np.float64)
-    return torch.from_numpy(stacked.mean(0)).float(), torch.from_numpy(stacked.std(0)).float()
+    count, total, squares = 0, 0.0, 0.0
+    for example in examples:  # one track at a time: no float64 copy of the whole set
+        values = features(example.embeddings) if features else example.embeddings
+        values = np.asarray(values, dtype=np.float64)
+        count += len(values)
+        total = total + values.sum(axis=0)
+        squares = squares + np.square(values).sum(axis=0)
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - np.square(mean), 0.0))
+    return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
 
 
 def _frame_rate(tracks: Sequence[TrackData]) -> float:
@@ -299,7 +333,7 @@ def predict_probabilities(
     section_labels: tuple[str, ...] = (),
 ) -> Activations:
     """Sigmoid (softmax for sections) probabilities of one whole track, averaged over nets."""
-    x = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32)).T.unsqueeze(0)
+    x = torch.from_numpy(np.array(np.asarray(embeddings).T, dtype=np.float32, order="C"))[None]
     per_net = []
     with torch.no_grad():
         for net in nets:
@@ -324,6 +358,9 @@ class FitResult:
     losses: list[float]
     validation_losses: list[float]
     best_epoch: int
+    #: Wall seconds of this fit: setup_s (targets, input statistics, nets), train_s
+    #: (forward/backward), validation_s.
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def predict(self, embeddings: np.ndarray) -> Activations:
         return predict_probabilities(
@@ -349,6 +386,7 @@ def fit_temporal(
     best epoch's weights are kept; training stops after ``config.patience`` epochs without
     improvement. ``extra`` are ready-made examples (pseudo-labels) added to the training set.
     """
+    started = time.perf_counter()
     labelled = [t for t in tracks if t.labelled]
     if not labelled and not extra:
         raise ValueError("no labelled tracks to train on")
@@ -390,7 +428,9 @@ def fit_temporal(
     losses: list[float] = []
     val_losses: list[float] = []
     best: tuple[float, int, list[dict[str, torch.Tensor]]] | None = None
+    seconds = {"setup_s": time.perf_counter() - started, "train_s": 0.0, "validation_s": 0.0}
     for epoch in range(config.epochs):
+        epoch_started = time.perf_counter()
         forget = config.forget_rate * min(1.0, epoch / max(1, config.warmup_epochs))
         order = rng.permutation(len(examples))
         epoch_loss = 0.0
@@ -424,17 +464,28 @@ def fit_temporal(
                 sched.step()
                 epoch_loss += float(loss.detach()) / n_nets
         losses.append(epoch_loss / steps_per_epoch)
+        trained = time.perf_counter()
+        seconds["train_s"] += trained - epoch_started
+        stop = False
         if val_examples:
             val_loss = _evaluate_loss(nets, criterion, val_examples)
             val_losses.append(val_loss)
             if best is None or val_loss < best[0]:
                 best = (val_loss, epoch, [copy.deepcopy(net.state_dict()) for net in nets])
-            elif epoch - best[1] >= config.patience:
-                if progress:
-                    progress(epoch + 1, epoch + 1, losses[-1])
-                break
+            stop = epoch - best[1] >= config.patience
+            seconds["validation_s"] += time.perf_counter() - trained
         if progress:
-            progress(epoch + 1, config.epochs, losses[-1])
+            progress(
+                EpochReport(
+                    epoch=epoch + 1,
+                    epochs=epoch + 1 if stop else config.epochs,
+                    loss=losses[-1],
+                    validation_loss=val_losses[-1] if val_examples else None,
+                    seconds=time.perf_counter() - epoch_started,
+                )
+            )
+        if stop:
+            break
     best_epoch = len(losses) - 1
     if best is not None:
         best_epoch = best[1]
@@ -442,7 +493,7 @@ def fit_temporal(
             net.load_state_dict(state)
     for net in nets:
         net.eval()
-    return FitResult(nets, fps, sections, losses, val_losses, best_epoch)
+    return FitResult(nets, fps, sections, losses, val_losses, best_epoch, seconds)
 
 
 def _evaluate_loss(
@@ -550,11 +601,16 @@ def fold_assignment(track_ids: Sequence[str], folds: int, seed: int) -> dict[str
 
 @dataclass
 class KFoldResult:
-    """Out-of-fold activations of every labelled track and which fold held it out."""
+    """Out-of-fold activations of every labelled track, which fold held it out, the fold fits
+    and (with ``final=True``) the model trained on every track."""
 
     oof: dict[str, Activations]
     fold_of: dict[str, int]
     fits: list[FitResult]
+    final: FitResult | None = None
+    #: Per job ("fold 1/5" …, "final"): wall_s, cpu_s (of the process that trained it),
+    #: predict_s (out-of-fold prediction) and the fit's own stage times.
+    seconds: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def fit_kfold(
@@ -562,26 +618,58 @@ def fit_kfold(
     config: TrainConfig,
     folds: int,
     *,
-    on_fold_start: Callable[[int], ProgressFn | None] | None = None,
+    final: bool = False,
+    workers: int | None = None,
+    progress_for: Callable[[str], ProgressFn | None] | None = None,
 ) -> KFoldResult:
-    """Train ``folds`` models, each without one fold of labelled tracks, and predict that fold.
+    """Train ``folds`` models, each without one fold of labelled tracks, and predict that fold;
+    with ``final`` also the model on every track (Tier 1 tracks validate it).
 
-    Unlabeled tracks join every fold's training set (they only matter with pseudo-labels).
-    ``on_fold_start(fold)`` may return a per-epoch progress callback for that fold.
+    The fits run side by side in ``workers`` processes (None: one per CPU; see
+    :mod:`edm.heads.workers`). Unlabeled tracks join every fold's training set (they only
+    matter with pseudo-labels). ``progress_for(stage)`` ("fold 1/5" …, "final") may return
+    that fit's per-epoch progress callback.
     """
     labelled = [t for t in tracks if t.labelled]
-    unlabeled = [t for t in tracks if not t.labelled]
+    unlabeled = [t.track_id for t in tracks if not t.labelled]
     fold_of = fold_assignment([t.track_id for t in labelled], folds, config.seed)
-    oof: dict[str, Activations] = {}
-    fits = []
+    jobs = []
     for fold in range(folds):
-        progress = on_fold_start(fold) if on_fold_start else None
-        held_out = [t for t in labelled if fold_of[t.track_id] == fold]
-        train = [t for t in labelled if fold_of[t.track_id] != fold]
-        train, validation = split_validation(train)
-        fold_config = replace(config, seed=config.seed + fold)
-        fit = fit_model([*train, *unlabeled], fold_config, validation=validation, progress=progress)
-        fits.append(fit)
-        for track in held_out:
-            oof[track.track_id] = fit.predict(track.embeddings)
-    return KFoldResult(oof=oof, fold_of=fold_of, fits=fits)
+        train, validation = split_validation([t for t in labelled if fold_of[t.track_id] != fold])
+        jobs.append(
+            FitJob(
+                name=f"fold {fold + 1}/{folds}",
+                train=[t.track_id for t in train] + unlabeled,
+                config=replace(config, seed=config.seed + fold),
+                validation=[t.track_id for t in validation],
+                predict=[t.track_id for t in labelled if fold_of[t.track_id] == fold],
+            )
+        )
+    if final:
+        train, validation = split_validation(tracks)
+        jobs.append(
+            FitJob(
+                "final",
+                [t.track_id for t in train],
+                config,
+                validation=[t.track_id for t in validation],
+            )
+        )
+    results = run_fit_jobs(tracks, jobs, workers=workers, progress_for=progress_for)
+    oof = {t: a for result in results[:folds] for t, a in result.predictions.items()}
+    seconds = {
+        job.name: {
+            "wall_s": r.wall_s,
+            "cpu_s": r.cpu_s,
+            "predict_s": r.predict_s,
+            **r.fit.seconds,
+        }
+        for job, r in zip(jobs, results, strict=True)
+    }
+    return KFoldResult(
+        oof=oof,
+        fold_of=fold_of,
+        fits=[r.fit for r in results[:folds]],
+        final=results[folds].fit if final else None,
+        seconds=seconds,
+    )
