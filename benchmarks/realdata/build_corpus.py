@@ -9,8 +9,9 @@ Steps (each skips what is already done, so a run can be stopped and resumed):
 
 1. ``collect``: every ``.mmp``/``.mmpz`` and every chart (``.osu``/``.sm``/``.ssc``/``.qua``)
    whose audio is in the same commit, across all commits of each mirror; one version per
-   song (the newest), names matching the reserved list (``reserved.txt``: Debian
-   lmms-common's demo projects and the other held-back songs) excluded wherever found.
+   song (the newest that LMMS 1.2 can render), names matching the reserved list
+   (``reserved.txt``: Debian lmms-common's demo projects and the other held-back songs)
+   excluded wherever found.
 2. ``render``: LMMS projects to FLAC, ONE ``lmms`` process at a time (renders take ~1/10 of
    real time on a free core); projects over ``--max-minutes`` are skipped.
 3. ``annotate``: ``edm.data.truth.read_truth`` on each item plus per-section energy
@@ -166,9 +167,12 @@ def collect(mirrors: list[tuple[Path, str]], out: Path, items: dict[str, Item],
             kind = "lmms" if path.lower().endswith(LMMS_SUFFIXES) else "chart"
             if kind == "chart" and not _chart_audio_in_commit(mirror, commit, path):
                 continue
+            # LMMS 1.2 renders 1.3 saves without their renamed clips: take an older version.
+            if kind == "lmms" and too_new(_creator_version(mirror, commit, path)):
+                continue
             seen.add(key)
             ident = item_id(repo, path)
-            if ident in items:
+            if ident in items and items[ident].status != "needs newer lmms":
                 continue
             if commit not in licences:
                 licences[commit] = repo_licence(mirror, commit)
@@ -179,6 +183,17 @@ def collect(mirrors: list[tuple[Path, str]], out: Path, items: dict[str, Item],
                         commit=commit, path=path, licence=licence)
             _extract(mirror, item, out)
             items[item.id] = item
+
+
+def _creator_version(mirror: Path, commit: str, path: str) -> str:
+    from edm.data.lmms import LmmsError, project_xml
+
+    try:
+        xml = project_xml(git(mirror, "show", f"{commit}:{path}"), path)
+    except LmmsError:
+        return ""
+    match = re.search(rb'creatorversion="([^"]*)"', xml[:2000])
+    return match.group(1).decode() if match else ""
 
 
 def _chart_audio_in_commit(mirror: Path, commit: str, path: str) -> str | None:
