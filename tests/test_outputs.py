@@ -368,3 +368,10 @@ def test_data_export_follows_out_as_given(tmp_path: Path) -> None:
     code, _, stderr = _edm("data", "export", str(ann), "--format", "rekordbox", "--out",
                            str(tmp_path / "lib.csv"))
     assert code == 2 and "rekordbox output is one .xml file" in stderr
+
+
+def test_synth_summary_counts_in_the_singular(tmp_path: Path) -> None:
+    code, stdout, stderr = _edm("synth", str(tmp_path / "s"), "--tracks", "1", "--minutes",
+                                "0.2", "--noise", "none", "--seed", "4")
+    assert code == 0, stderr
+    assert stdout.startswith("1 track (") and "; 0 injected errors" in stdout

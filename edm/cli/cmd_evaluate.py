@@ -10,6 +10,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from edm.text import plural
+
 _LABELS = {
     "beat_f": "beat F",
     "beat_cmlt": "beat CMLt",
@@ -79,7 +81,8 @@ def command(
         table = Table(title=f"Mean scores vs {truth_dir}")
         table.add_column("metric")
         for report in reports:
-            table.add_column(f"{report.name}\n({len(report.per_track)} tracks)", justify="right")
+            table.add_column(f"{report.name}\n({plural(len(report.per_track), 'track')})",
+                             justify="right")
         means = [r.mean for r in reports]
         for name in METRICS:
             table.add_row(_LABELS[name], *(_fmt(m[name]) for m in means))

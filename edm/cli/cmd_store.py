@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from edm.text import plural
+
 
 @click.group(epilog="""\b
 Examples:
@@ -50,8 +52,8 @@ def info(store_path: Path, list_tracks: bool, as_json: bool) -> None:
 
     console = Console()
     minutes = summary["total_duration_s"] / 60
-    console.print(f"[bold]{summary['path']}[/]: {summary['tracks']} tracks, {minutes:.1f} min of "
-                  f"audio, {summary['bytes'] / 1e6:.1f} MB")
+    console.print(f"[bold]{summary['path']}[/]: {plural(summary['tracks'], 'track')}, "
+                  f"{minutes:.1f} min of audio, {summary['bytes'] / 1e6:.1f} MB")
     table = Table()
     # Keys and checkpoints are what people copy into other commands: wrap, never truncate.
     table.add_column("backbone", overflow="fold")

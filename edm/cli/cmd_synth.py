@@ -9,6 +9,8 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from edm.text import plural
+
 _err = Console(stderr=True)
 
 
@@ -83,8 +85,9 @@ def command(out_dir: Path, tracks: int, seed: int, minutes: float, genres: list[
     else:
         errors = sum(summary.errors_by_kind.values())
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(summary.errors_by_kind.items()))
-        click.echo(f"{len(summary.tracks)} tracks ({summary.audio_seconds / 60:.1f} min of audio)"
-                   f" in {out_dir}; {errors} injected errors" + (f": {kinds}" if kinds else ""))
+        click.echo(f"{plural(len(summary.tracks), 'track')} "
+                   f"({summary.audio_seconds / 60:.1f} min of audio) in {out_dir}; "
+                   f"{plural(errors, 'injected error')}" + (f": {kinds}" if kinds else ""))
         click.echo(f"  genres: {', '.join(f'{k} {v}' for k, v in summary.genres.items())}")
         click.echo(f"  next: edm data import {out_dir / 'rekordbox.xml'} --out annotations/")
     if summary.failed:
