@@ -23,16 +23,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-GRID_KINDS = ("grid_phase", "downbeat_shift", "tempo_octave", "tempo_change_ignored")
-CUE_KINDS = (
-    "cue_off_grid",
-    "cue_moved_beat",
-    "cue_moved_bar",
-    "cue_missing",
-    "cue_extra",
-    "cue_past_end",
-    "cue_duplicate",
-)
+from edm.data.label_errors import CUE_ERRORS, FOUND_ONLY, GRID_ERRORS
+
+GRID_KINDS = GRID_ERRORS
+CUE_KINDS = CUE_ERRORS + FOUND_ONLY
 KINDS = GRID_KINDS + CUE_KINDS
 
 #: Grid fixes build on each other; they are applied (and estimated) in this order.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edm.data.label_errors import PLANTED
 from edm.data.schema import Cue, Section, TempoSegment, TrackAnnotation, TrackIdentity
 from edm.heads.activations import Activations
 
@@ -96,17 +97,9 @@ def truth_track(
     )
 
 
-#: Error kinds :func:`plant` can inject (all of the synth's, tempo changes need a 2-segment grid).
-PLANTABLE_KINDS = (
-    "grid_phase",
-    "downbeat_shift",
-    "tempo_octave",
-    "cue_moved_beat",
-    "cue_moved_bar",
-    "cue_off_grid",
-    "cue_missing",
-    "cue_extra",
-)
+#: Error kinds :func:`plant` can inject: every planted kind (:mod:`edm.data.label_errors`)
+#: but an ignored tempo change, which needs a grid with a tempo change to ignore.
+PLANTABLE_KINDS = tuple(kind for kind in PLANTED if kind != "tempo_change_ignored")
 
 
 def plant(

@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from edm.heads.config import CO_TEACHING_FORGET_RATE, TrainConfig
+
 _LABELS = {
     "beat_f": "beat F",
     "downbeat_f": "downbeat F",
@@ -87,8 +89,8 @@ usable, or nothing could be fitted, 2 usage error."""
     "--forget-rate",
     type=click.FloatRange(0.0, 0.9),
     default=None,
-    help="Share of the hardest frames skipped in each training step (default 0.2 with "
-    "--co-teaching, else 0).",
+    help=f"Share of the hardest frames skipped in each training step (default "
+    f"{CO_TEACHING_FORGET_RATE:g} with --co-teaching, else {TrainConfig.forget_rate:g}).",
 )
 @click.option(
     "--label-smoothing",
@@ -114,7 +116,7 @@ usable, or nothing could be fitted, 2 usage error."""
 @click.option(
     "--epochs",
     type=click.IntRange(min=1),
-    default=20,
+    default=TrainConfig.epochs,
     show_default=True,
     help="Passes over the training tracks; the time grows with it. More fit your labels "
     "closer, with more risk of learning their mistakes too.",
@@ -123,7 +125,7 @@ usable, or nothing could be fitted, 2 usage error."""
     "--crop",
     "crop_s",
     type=click.FloatRange(min=5.0),
-    default=90.0,
+    default=TrainConfig.crop_s,
     show_default=True,
     help="Training crop length in seconds.",
 )
@@ -218,7 +220,6 @@ def command(
     from rich.console import Console
 
     from edm.heads.fit import FitError, fit_from_store
-    from edm.heads.train import TrainConfig
 
     if threads:
         torch.set_num_threads(threads)
@@ -227,7 +228,8 @@ def command(
         epochs=epochs,
         crop_s=crop_s,
         co_teaching=co_teaching,
-        forget_rate=forget_rate if forget_rate is not None else (0.2 if co_teaching else 0.0),
+        forget_rate=forget_rate if forget_rate is not None
+        else (CO_TEACHING_FORGET_RATE if co_teaching else TrainConfig.forget_rate),
         label_smoothing=label_smoothing,
         pseudo_label=pseudo_label,
         augment=not no_augment,

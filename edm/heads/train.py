@@ -24,8 +24,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -33,6 +32,7 @@ import torch
 from edm.data.schema import Tier, TrackAnnotation
 from edm.decode.peaks import pick_peaks
 from edm.heads.activations import EVENT_TASKS, Activations, average_probabilities
+from edm.heads.config import TrainConfig
 from edm.heads.finetune import FinetunedHeads, finetuned_net
 from edm.heads.loss import (
     ShiftTolerantBCELoss,
@@ -92,47 +92,6 @@ class TrackData:
     @property
     def genre(self) -> str:
         return self.annotation.track.genre if self.annotation is not None else ""
-
-
-@dataclass
-class TrainConfig:
-    """Everything that shapes one fit; stored in ``config.json`` next to the weights."""
-
-    epochs: int = 20
-    batch_size: int = 8
-    crop_s: float = 60.0
-    learning_rate: float = 1e-2
-    weight_decay: float = 1e-2
-    beat_tolerance_s: float = 0.03
-    boundary_tolerance_s: float = 0.25
-    unlabeled_weight: float = 0.1
-    task_weights: dict[str, float] = field(
-        default_factory=lambda: {"beat": 1.0, "downbeat": 1.0, "boundary": 1.0, "section": 0.3}
-    )
-    label_smoothing: float = 0.0
-    forget_rate: float = 0.0
-    co_teaching: bool = False
-    warmup_epochs: int = 5
-    augment: bool = True
-    stretch: float = 0.04
-    noise_std: float = 0.05
-    pseudo_label: bool = False
-    pseudo_threshold: float = 0.5
-    pseudo_negative: float = 0.1
-    pseudo_weight: float = 0.5
-    patience: int = 8
-    seed: int = 0
-    model: dict[str, Any] = field(default_factory=dict)
-    #: ``FinetuneSpec.to_dict()`` to train MERT's top layers with the heads; {} = heads only.
-    finetune: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{key: value for key, value in data.items() if key in known})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,15 +35,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edm.data.label_errors import PLANTED
 from edm.data.schema import Cue, Metadata, TempoSegment, Tier, TrackAnnotation
 from edm.synth.arrangement import CUE_NAMES
 
 NOISE_LEVELS = ("none", "light", "default", "heavy")
 
-ERROR_KINDS = (
-    "grid_phase", "downbeat_shift", "tempo_octave", "cue_moved_beat", "cue_moved_bar",
-    "cue_off_grid", "cue_missing", "cue_extra", "tempo_change_ignored",
-)
+#: The kinds injected (the one list: :mod:`edm.data.label_errors`).
+ERROR_KINDS = PLANTED
 
 #: Probability of each error: per track for grid errors and ``cue_extra``, per cue otherwise,
 #: per tempo change for ``tempo_change_ignored``.
