@@ -69,21 +69,35 @@ def normalise(name: str) -> str:
     return re.sub(r"[\W_]", "", name.lower())
 
 
-def reserved_names(path: Path = HERE / "reserved.txt") -> set[str]:
-    """Normalised reserved stems: ``<kind> <name>`` lines, ``#`` comments."""
-    names = set()
+@dataclass(frozen=True)
+class Reserved:
+    """Held-back material: file names (any folder) and path fragments (any repository)."""
+
+    names: frozenset[str]
+    paths: tuple[str, ...]
+
+    def match(self, path: str) -> bool:
+        """A file whose name is, or ends with, a reserved name (``MAMINS-DirtyLove`` is the
+        reserved ``DirtyLove``), or whose path contains a reserved fragment."""
+        key = normalise(PurePosixPath(path).stem)
+        folded = path.lower()
+        return (any(key == r or key.endswith(r) for r in self.names)
+                or any(fragment in folded for fragment in self.paths))
+
+
+def reserved_list(path: Path = HERE / "reserved.txt") -> Reserved:
+    """``<kind> <name>`` lines name files; ``path <fragment>`` lines name folders."""
+    names, paths = set(), []
     for line in path.read_text().splitlines():
         line = line.strip()
-        if line and not line.startswith("#"):
-            names.add(normalise(PurePosixPath(line.split(" ", 1)[1]).stem))
-    return names
-
-
-def is_reserved(stem: str, reserved: set[str]) -> bool:
-    """Reserved when the name is, or ends with, a reserved name (``MAMINS-DirtyLove`` is the
-    reserved ``DirtyLove``)."""
-    key = normalise(stem)
-    return any(key == r or key.endswith(r) for r in reserved)
+        if not line or line.startswith("#"):
+            continue
+        kind, _, value = line.partition(" ")
+        if kind == "path":
+            paths.append(value.lower())
+        else:
+            names.add(normalise(PurePosixPath(value).stem))
+    return Reserved(frozenset(names), tuple(paths))
 
 
 def git(mirror: Path, *args: str) -> bytes:
@@ -147,14 +161,14 @@ def group_of(repo: str, path: str) -> str:
 
 def collect(mirrors: list[tuple[Path, str]], out: Path, items: dict[str, Item],
             excluded: list[dict]) -> None:
-    reserved = reserved_names()
+    reserved = reserved_list()
     for mirror, repo in mirrors:
         notes = licence_notes(mirror)
         seen: set[str] = set()
         licences: dict[str, str] = {}
         for commit, _, path in history(mirror, LMMS_SUFFIXES + CHART_SUFFIXES):
             stem = PurePosixPath(path).stem
-            if is_reserved(stem, reserved):
+            if reserved.match(path):
                 if normalise(stem) not in {normalise(e["name"]) for e in excluded}:
                     excluded.append({"name": stem, "repo": repo, "path": path,
                                      "why": "reserved list (reserved.txt)"})
