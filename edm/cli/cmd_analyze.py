@@ -11,11 +11,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from edm.analyze.writers import FORMATS
+from edm.cli.problems import echo_problems
 from edm.text import plural
 
 _err = Console(stderr=True)
-#: Failures printed before "… N more"; --json always carries all of them.
-_SHOWN_FAILURES = 20
 
 
 def _missing_audio_hint(missing: int, audio_root: Path | None) -> str:
@@ -152,17 +151,12 @@ def command(inputs: tuple[Path, ...], model_dir: Path | None, store_path: Path |
                        err=True)
         if rekordbox is not None:
             doubts = rekordbox.grid_disagreements
-            for line in doubts[:_SHOWN_FAILURES] + rekordbox.notes:
-                click.echo(line, err=True)
-            if len(doubts) > _SHOWN_FAILURES:
-                click.echo(f"… {len(doubts) - _SHOWN_FAILURES} more grids edm disagrees with "
-                           "(see --json)", err=True)
+            echo_problems(doubts, what="more grids edm disagrees with")
+            echo_problems(rekordbox.notes)
             click.echo(rekordbox.summary(), err=True)
     if not as_json:
-        for line in [f"note: {note}" for note in notes] + problems[:_SHOWN_FAILURES]:
-            click.echo(line, err=True)
-        if len(problems) > _SHOWN_FAILURES:
-            click.echo(f"… {len(problems) - _SHOWN_FAILURES} more failed (see --json)", err=True)
+        echo_problems(notes, prefix="note: ", what="more notes")
+        echo_problems(problems, what="more failed")
     if problems:
         click.echo(f"{len(problems)} of {plural(n_inputs, 'input')} failed, "
                    f"{len(analyses)} analysed", err=True)

@@ -22,15 +22,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from edm.cli.problems import echo_problems
 from edm.data.schema import (
     AnnotationError,
     Tier,
     TrackAnnotation,
 )
 from edm.text import plural
-
-#: Problems printed before "… N more"; --json always carries all of them.
-_SHOWN_PROBLEMS = 20
 
 _err = Console(stderr=True)
 
@@ -56,13 +54,6 @@ def _reporter(
     if not show:
         return None
     return lambda done, total: progress.update(task, completed=done, total=total)
-
-
-def _print_problems(problems: list[str]) -> None:
-    for line in problems[:_SHOWN_PROBLEMS]:
-        click.echo(line, err=True)
-    if len(problems) > _SHOWN_PROBLEMS:
-        click.echo(f"… {len(problems) - _SHOWN_PROBLEMS} more (see --json)", err=True)
 
 
 @click.group(epilog="""\b
@@ -155,7 +146,7 @@ def import_command(
     if as_json:
         _echo_json(summary)
     else:
-        _print_problems(library.problems)
+        echo_problems(library.problems)
         click.echo(
             f"{source}: {len(library.tracks)} of {library.tracks_in_file} tracks imported, "
             f"{saved.written} written to {out_dir} ({saved.merged} merged with another "
@@ -352,7 +343,7 @@ def export_command(ann_dir: Path, fmt: str, out_arg: str, base: Path | None,
                     "rows" if fmt == "csv" else "written": written, "failed": problems,
                     **extra})
     else:
-        _print_problems(problems)
+        echo_problems(problems)
         unit = "cue row" if fmt == "csv" else "track"
         if "rekordbox" in extra:
             for line in report.notes:

@@ -9,10 +9,8 @@ from typing import Any
 import click
 
 from edm.backbones import BACKBONE_NAMES
+from edm.cli.problems import echo_problems
 from edm.inputs import MIN_DURATION_S
-
-#: Failures printed before "… N more"; --json always carries all of them.
-_SHOWN_FAILURES = 30
 
 
 @click.command(epilog="""\b
@@ -131,11 +129,8 @@ def _report(summary: Any, as_json: bool) -> None:
     if not as_json and summary.warnings:
         click.echo(f"{len(summary.warnings)} label warnings from the inputs (not embedding "
                    "problems; see edm data validate or --json)", err=True)
-    failures = [result.reason for result in summary.failed]
-    for line in failures[:_SHOWN_FAILURES]:
-        click.echo(f"failed: {line}", err=True)
-    if len(failures) > _SHOWN_FAILURES:
-        click.echo(f"… {len(failures) - _SHOWN_FAILURES} more failures (see --json)", err=True)
+    echo_problems([result.reason for result in summary.failed], prefix="failed: ",
+                  what="more failures")
     if as_json:
         return
     speed = (f", {summary.audio_seconds / summary.seconds:.0f}x real time"

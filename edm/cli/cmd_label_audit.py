@@ -10,16 +10,11 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from edm.cli.problems import echo_problems
+
 _err = Console(stderr=True)
 #: Pictures are for a person reading the top of the list; more would only fill the disk.
 _MAX_PLOTS = 100
-
-
-def _fail_lines(problems: list[str]) -> None:
-    for line in problems[:20]:
-        click.echo(line, err=True)
-    if len(problems) > 20:
-        click.echo(f"… {len(problems) - 20} more (see --json)", err=True)
 
 
 @click.command(
@@ -140,7 +135,7 @@ def command(
     tracks, errors = load_annotations(ann_dir)
     problems = [str(e) for e in errors]
     if not tracks:
-        _fail_lines(problems)
+        echo_problems(problems)
         raise click.ClickException(f"{ann_dir}: no readable annotation files")
     try:
         activations, load_problems = load_activations(tracks, models, store)
@@ -206,7 +201,7 @@ def command(
             f"tracks → {out} (+ .json)",
             err=True,
         )
-        _fail_lines(problems)
+        echo_problems(problems)
     if problems:
         raise SystemExit(1)
 
@@ -240,6 +235,6 @@ def _apply(
             f"{len(done.tracks_changed)} tracks in {fixed_out or ann_dir}",
             err=True,
         )
-        _fail_lines(problems)
+        echo_problems(problems)
     if problems:
         raise SystemExit(1)
