@@ -8,7 +8,8 @@ weight-free ``spectral`` one, and the seeds are fixed. Steps:
 2. ``embed_library`` into ``DATA/store.zarr`` with the spectral backbone.
 3. ``fit_heads`` on the truth (no k-fold: the default model needs no out-of-fold activations).
 4. Save to ``edm/default_model/`` (``config.json`` + ``heads.safetensors``; the XGBoost
-   energy head only with ``--keep-energy``, since analysis takes energy from descriptors);
+   energy head only with ``--keep-energy``; without it analysis measures energy from the
+   descriptors);
    ``metrics.json`` records the fit, and ``provenance`` says how it was made.
 
 Usage::
@@ -71,8 +72,9 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int, se
         shutil.rmtree(out)
     heads = report.heads
     if not keep_energy:
-        # edm analyze computes section energy from the audio descriptors; the XGBoost energy
-        # head would add 1 MB and half a second of xgboost import to every run.
+        # Without an energy head edm analyze measures section energy from the descriptors
+        # (the definition the head is trained on); the head would add 1 MB and half a second
+        # of xgboost import to every run.
         heads.energy = None
     heads.save(out, metrics=report.metrics)
     size = sum(f.stat().st_size for f in out.iterdir())
@@ -90,7 +92,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=TRAIN_SEED)
     parser.add_argument("--channels", type=int, default=None, help="TCN width (default: heads')")
     parser.add_argument("--keep-energy", action="store_true",
-                        help="also ship the XGBoost energy head (edm analyze does not use it)")
+                        help="also ship the XGBoost energy head (edm analyze then predicts "
+                             "section energy with it)")
     args = parser.parse_args()
     summary = build(args.data, args.out, tracks=args.tracks, minutes=args.minutes,
                     epochs=args.epochs, seed=args.seed, channels=args.channels,
