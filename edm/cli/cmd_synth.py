@@ -15,15 +15,15 @@ _err = Console(stderr=True)
 
 
 def _genre_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
-    from edm.synth.arrangement import GENRES
+    from edm.synth.arrangement import ALL_GENRES
 
     if not value:
         return None
     genres = [g.strip() for g in value.split(",") if g.strip()]
-    unknown = [g for g in genres if g not in GENRES]
+    unknown = [g for g in genres if g not in ALL_GENRES]
     if unknown:
         raise click.BadParameter(f"unknown genre(s) {', '.join(unknown)}; "
-                                 f"choose from {', '.join(GENRES)}")
+                                 f"choose from {', '.join(ALL_GENRES)}")
     return genres
 
 
@@ -33,6 +33,7 @@ Examples:
   edm synth out/ --tracks 6 --seed 7 --minutes 1 --genres house,techno --noise heavy
   edm synth out/ --tracks 100 --seed 0 --format mp3 --workers 2 --json
   edm synth one/ --tracks 1 --seed 3 --genres trance --noise none   # a listening check
+  edm synth broad/ --tracks 40 --seed 5 --variety broad   # breakbeats, half-time, 4-36 bars
 \b
 Writes OUT/audio/, OUT/truth/*.jams, OUT/rekordbox.xml and OUT/injected_errors.csv.
 Exit codes: 0 all tracks written, 1 some tracks failed (listed on stderr), 2 usage error.""")
@@ -53,9 +54,13 @@ Exit codes: 0 all tracks written, 1 some tracks failed (listed on stderr), 2 usa
               default="wav", show_default=True, help="Audio format (mp3 via LAME).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes rendering in parallel (the output does not depend on it).")
+@click.option("--variety", type=click.Choice(["classic", "broad"]), default="classic",
+              show_default=True,
+              help="broad: also breakbeats, half-time, swung and kick-less grooves, trap, "
+                   "sections of 4-36 bars, tonal intros, varied mastering.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def command(out_dir: Path, tracks: int, seed: int, minutes: float, genres: list[str] | None,
-            noise: str, audio_format: str, workers: int, as_json: bool) -> None:
+            noise: str, audio_format: str, workers: int, variety: str, as_json: bool) -> None:
     """Make EDM tracks with exact ground truth and DJ-style label noise.
 
     Each track is a rendered EDM arrangement (intro, build-up, drop, breakdown, outro) in
@@ -73,7 +78,7 @@ def command(out_dir: Path, tracks: int, seed: int, minutes: float, genres: list[
         try:
             summary = make_library(
                 out_dir, tracks=tracks, seed=seed, minutes=minutes, genres=genres, noise=noise,
-                audio_format=audio_format, workers=workers,
+                audio_format=audio_format, workers=workers, variety=variety,
                 progress=lambda name: progress.update(task, advance=1, description=name),
             )
         except (SynthError, OSError) as error:

@@ -13,6 +13,15 @@ Conventions
   tracks get one section two bars longer or shorter, so later boundaries leave the phrase grid,
   as edits and vocal intros do in real tracks.
 - A tempo change, when a track has one, happens on a section boundary (a DJ-friendly edit).
+
+Variety
+-------
+``variety="classic"`` (the default) is the original generator: every seed gives the same
+track as before, so the synthetic benchmarks stay comparable. ``variety="broad"`` draws from
+more of what real arrangements do: the genres of :data:`BROAD_GENRES` too (breakbeats,
+half-time drum & bass, swung house, kick-less progressive grooves, trap), sections of 4–36
+bars (6, 12, 20, 24, 36 as well as 4/8/16/32), half-time sections, tonal layers (pads,
+chords, leads) in intros and outros, and a mastering style per track (:data:`MASTERING`).
 """
 
 from __future__ import annotations
@@ -70,6 +79,25 @@ GENRES: dict[str, Genre] = {
                     "sustain", swing=0.3),
 }
 
+#: Genres only ``variety="broad"`` draws (and any caller may name).
+BROAD_GENRES: dict[str, Genre] = {
+    "breakbeat": Genre("breakbeat", (124, 136), (0, 1.75, 2.5), (1, 3), _EIGHTHS, (3.5,),
+                       "sustain", swing=0.15),
+    "halftime": Genre("halftime", (164, 176), (0,), (2,), _EIGHTHS, (1.5, 3.5), "wobble"),
+    "swing_house": Genre("swing_house", (118, 125), (0, 1, 2, 3), (1, 3), _SIXTEENTHS,
+                         (0.5, 1.5, 2.5, 3.5), "offbeat", swing=0.5),
+    "kickless": Genre("kickless", (118, 130), (), (1, 3), _SIXTEENTHS, (0.5, 1.5, 2.5, 3.5),
+                      "rolling"),
+    "trap": Genre("trap", (138, 150), (0, 2.75), (2,), _SIXTEENTHS, (), "sustain"),
+}
+ALL_GENRES: dict[str, Genre] = {**GENRES, **BROAD_GENRES}
+VARIETIES = ("classic", "broad")
+#: Mastering styles of ``variety="broad"`` (``edm.synth.render``): club (the classic chain),
+#: loud (hard limiting), dynamic (light compression, quieter), dull and bright (EQ tilt).
+MASTERING = ("club", "loud", "dynamic", "dull", "bright")
+#: Section lengths ``variety="broad"`` may give an inner section instead of its phrase.
+_BROAD_LENGTHS = (4, 6, 12, 20, 24, 36)
+
 #: Which layers each section function uses before per-track variation removes a few.
 #: Sub-bass only in drops; breakdowns have pads and no kick; builds have risers and rolls.
 LAYERS_BY_LABEL: dict[str, frozenset[str]] = {
@@ -104,6 +132,7 @@ class SectionPlan:
     n_bars: int
     layers: frozenset[str]
     drumless_bars: int = 0  # leading bars without kick/backbeat (drum-less intros)
+    halftime: bool = False  # drums at half time: kick on 1 only, snare on 3
 
     @property
     def end_bar(self) -> int:
@@ -125,6 +154,7 @@ class Arrangement:
     seed: int
     timbre_seed: int
     drop_gap_beats: float = 0.0  # silence before each drop (all but the riser stop)
+    mastering: str = "club"  # one of MASTERING
     _segment_starts_s: tuple[float, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
@@ -194,11 +224,13 @@ def plan_arrangement(
     minutes: float = 3.0,
     tempo_change: bool | None = None,
     off_phrase: bool | None = None,
+    variety: str = "classic",
 ) -> Arrangement:
     """Plan a track: genre, tempo (segments), key, and the section/phrase layout.
 
     ``tempo_change`` and ``off_phrase`` force (True) or forbid (False) a tempo change and a
     non-phrase-aligned section; ``None`` draws them (about 15 % and 25 % of tracks).
+    ``variety`` is ``"classic"`` or ``"broad"`` (module docstring).
 
     >>> plan = plan_arrangement(1, genre="house", minutes=3.0)
     >>> plan.sections[0].label, plan.sections[-1].label
@@ -206,10 +238,16 @@ def plan_arrangement(
     """
     if minutes <= 0:
         raise ValueError(f"minutes must be > 0, got {minutes}")
-    if genre is not None and genre not in GENRES:
-        raise ValueError(f"unknown genre {genre!r}; choose from {', '.join(GENRES)}")
+    if genre is not None and genre not in ALL_GENRES:
+        raise ValueError(f"unknown genre {genre!r}; choose from {', '.join(ALL_GENRES)}")
+    if variety not in VARIETIES:
+        raise ValueError(f"unknown variety {variety!r}; choose from {', '.join(VARIETIES)}")
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EC7]))
-    style = GENRES[genre] if genre else GENRES[list(GENRES)[rng.integers(len(GENRES))]]
+    # Broad draws come from their own stream, so the classic stream (and track) is unchanged.
+    broad = np.random.default_rng(np.random.SeedSequence([seed, 0xB20AD])) \
+        if variety == "broad" else None
+    pool = ALL_GENRES if broad is not None else GENRES
+    style = ALL_GENRES[genre] if genre else pool[list(pool)[rng.integers(len(pool))]]
     bpm = _pick_bpm(rng, style)
     target_bars = minutes * bpm / BEATS_PER_BAR
 
@@ -242,6 +280,11 @@ def plan_arrangement(
         which = int(rng.choice(candidates))
         lengths[which] += int(rng.choice([-2, 2])) if lengths[which] >= 8 else 2
 
+    if broad is not None:
+        for i in range(1, len(lengths) - 1):
+            if broad.random() < 0.35:
+                lengths[i] = int(broad.choice(_BROAD_LENGTHS))
+
     dropped = {name for name, p in _OPTIONAL.items() if rng.random() < p}
     drumless = rng.random() < 0.3
     sections: list[SectionPlan] = []
@@ -255,7 +298,13 @@ def plan_arrangement(
         drumless_bars = 0
         if label == "intro" and drumless and n_bars >= 8:
             drumless_bars = n_bars // 2
-        sections.append(SectionPlan(label, bar, n_bars, frozenset(layers), drumless_bars))
+        halftime = False
+        if broad is not None:
+            if label in ("intro", "outro") and broad.random() < 0.5:
+                layers = layers | {str(broad.choice(["pad", "chords", "lead"]))}
+            halftime = label in ("drop", "breakdown", "buildup") and broad.random() < 0.15
+        sections.append(SectionPlan(label, bar, n_bars, frozenset(layers), drumless_bars,
+                                    halftime))
         bar += n_bars
 
     changes: list[tuple[int, float]] = [(0, bpm)]
@@ -282,4 +331,5 @@ def plan_arrangement(
         seed=seed,
         timbre_seed=int(rng.integers(2**31)),
         drop_gap_beats=float(rng.choice([0.0, 0.0, 1.0, 2.0])),
+        mastering=str(broad.choice(MASTERING)) if broad is not None else "club",
     )

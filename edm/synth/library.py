@@ -32,7 +32,7 @@ from edm.audio import AudioError, content_hash, write_audio
 from edm.data.jams_io import save_jams
 from edm.data.rekordbox import write_rekordbox_xml
 from edm.data.schema import TrackAnnotation, TrackIdentity
-from edm.synth.arrangement import GENRES
+from edm.synth.arrangement import ALL_GENRES, GENRES, VARIETIES
 from edm.synth.noise import NOISE_LEVELS, InjectedError, dj_labels
 from edm.synth.track import synthesize_track
 
@@ -82,11 +82,11 @@ def _genre_for(index: int, genres: Sequence[str]) -> str:
 
 
 def _make_one(out_dir: str, index: int, seed: int, genre: str, minutes: float, noise: str,
-              audio_format: str) -> TrackResult:
+              audio_format: str, variety: str = "classic") -> TrackResult:
     own_seed = track_seed(seed, index)
     name = f"synth-{seed}-{index:03d}-{genre}"
     track = synthesize_track(own_seed, genre=genre, minutes=minutes,
-                             title=f"Synth {seed}-{index:03d}")
+                             title=f"Synth {seed}-{index:03d}", variety=variety)
     audio_path = Path(out_dir) / "audio" / f"{name}.{audio_format}"
     write_audio(audio_path, track.audio, track.sample_rate)
     digest = content_hash(audio_path)
@@ -129,10 +129,13 @@ def make_library(
     audio_format: str = "wav",
     workers: int = 1,
     progress: Callable[[str], None] | None = None,
+    variety: str = "classic",
 ) -> LibrarySummary:
     """Write a synthetic library to ``out_dir`` (layout in the module docstring).
 
-    ``genres`` (default: all of :data:`~edm.synth.arrangement.GENRES`) are cycled over the
+    ``variety`` ``"broad"`` draws from more of real music (:mod:`edm.synth.arrangement`).
+    ``genres`` (default: all of :data:`~edm.synth.arrangement.GENRES`, with ``"broad"`` also
+    :data:`~edm.synth.arrangement.BROAD_GENRES`) are cycled over the
     tracks. ``progress`` is called with each finished track's name. A track that fails is
     reported in ``summary.failed`` and left out of the XML; the others are still written.
 
@@ -141,10 +144,13 @@ def make_library(
     >>> len(summary.tracks), summary.errors_by_kind
     (1, {})
     """
-    genres = list(genres) if genres else list(GENRES)
-    unknown = [g for g in genres if g not in GENRES]
+    if variety not in VARIETIES:
+        raise SynthError(f"unknown variety {variety!r}; choose from {', '.join(VARIETIES)}")
+    genres = list(genres) if genres else list(GENRES if variety == "classic" else ALL_GENRES)
+    unknown = [g for g in genres if g not in ALL_GENRES]
     if unknown:
-        raise SynthError(f"unknown genre(s) {', '.join(unknown)}; choose from {', '.join(GENRES)}")
+        raise SynthError(f"unknown genre(s) {', '.join(unknown)}; "
+                         f"choose from {', '.join(ALL_GENRES)}")
     if noise not in NOISE_LEVELS:
         raise SynthError(f"unknown noise level {noise!r}; choose from {', '.join(NOISE_LEVELS)}")
     if audio_format not in AUDIO_FORMATS:
@@ -156,7 +162,7 @@ def make_library(
     (out / "audio").mkdir(parents=True, exist_ok=True)
     (out / "truth").mkdir(parents=True, exist_ok=True)
     summary = LibrarySummary(out_dir=str(out))
-    jobs = [(str(out), i, seed, _genre_for(i, genres), minutes, noise, audio_format)
+    jobs = [(str(out), i, seed, _genre_for(i, genres), minutes, noise, audio_format, variety)
             for i in range(tracks)]
     results: list[TrackResult] = []
 
@@ -193,6 +199,7 @@ def make_library(
     summary.errors_by_kind = dict(Counter(e.kind for r in results for e in r.errors))
     summary.audio_seconds = round(sum(r.truth.track.duration_s or 0.0 for r in results), 3)
     params = {"seed": seed, "tracks": tracks, "minutes": minutes, "genres": genres,
-              "noise": noise, "format": audio_format, "edm_version": __version__}
+              "variety": variety, "noise": noise, "format": audio_format,
+              "edm_version": __version__}
     (out / "synth.json").write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
     return summary

@@ -177,7 +177,7 @@ def render(arrangement: Arrangement, parts: dict[str, Part], timbre: inst.Timbre
     for stem in stems.values():
         mix += stem
     mix += reverb(stems.pop("send"), SAMPLE_RATE)
-    return Rendered(audio=_master(mix, rng))
+    return Rendered(audio=_master(mix, rng, arrangement.mastering))
 
 
 def _sweep_builds(arrangement: Arrangement, music: np.ndarray) -> None:
@@ -190,17 +190,31 @@ def _sweep_builds(arrangement: Arrangement, music: np.ndarray) -> None:
         music[:, start:end] = inst.sweep(music[:, start:end], lambda p: 250.0 * 60.0**p)
 
 
-def _master(mix: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Loudness and peak control: glue compressor, gain to a target loudness, limiter."""
-    chain = pedalboard.Pedalboard([
+def _master(mix: np.ndarray, rng: np.random.Generator, style: str = "club") -> np.ndarray:
+    """Loudness and peak control: glue compressor, gain to a target loudness, limiter.
+
+    ``style`` (:data:`edm.synth.arrangement.MASTERING`): ``club`` is the classic chain (and
+    its random draws); ``loud`` limits 3–6 dB harder; ``dynamic`` compresses lightly and sits
+    4–8 dB quieter; ``dull``/``bright`` tilt the EQ by 4–8 dB around 1 kHz.
+    """
+    plugins: list[pedalboard.Plugin] = [
         pedalboard.HighpassFilter(cutoff_frequency_hz=25.0),
-        pedalboard.Compressor(threshold_db=-14.0, ratio=2.0, attack_ms=10.0, release_ms=120.0),
-    ])
-    mix = chain(mix, SAMPLE_RATE)
+        pedalboard.Compressor(threshold_db=-14.0, ratio=1.3 if style == "dynamic" else 2.0,
+                              attack_ms=10.0, release_ms=120.0),
+    ]
+    if style in ("dull", "bright"):
+        tilt = float(rng.uniform(4.0, 8.0)) * (1 if style == "bright" else -1)
+        plugins += [pedalboard.LowShelfFilter(cutoff_frequency_hz=300.0, gain_db=-tilt / 2),
+                    pedalboard.HighShelfFilter(cutoff_frequency_hz=3000.0, gain_db=tilt / 2)]
+    mix = pedalboard.Pedalboard(plugins)(mix, SAMPLE_RATE)
     # Loudness: a realistic range of club masters, about -11 to -7 dBFS RMS in the loud parts.
     frames = mix[0, : mix.shape[1] // 4096 * 4096 : 4].reshape(-1, 1024)
     loud_rms = float(np.sqrt(np.percentile(np.mean(frames**2, axis=1), 90)) + 1e-9)
     target_db = float(rng.uniform(-11.0, -7.0))
+    if style == "loud":
+        target_db += float(rng.uniform(3.0, 6.0))
+    elif style == "dynamic":
+        target_db -= float(rng.uniform(4.0, 8.0))
     mix *= np.float32(10 ** (target_db / 20.0) / loud_rms)
     limiter = pedalboard.Limiter(threshold_db=-1.0, release_ms=float(rng.uniform(50, 150)))
     limited = limiter(mix, SAMPLE_RATE)

@@ -156,13 +156,16 @@ def _write_bar(arrangement: Arrangement, section: SectionPlan, bar: int, motifs:
             return position + genre.swing * 0.25
         return position
 
+    # Half time: the kick on the bar's first beat only, the snare on its third.
+    kicks = (0.0,) if section.halftime else genre.kick
+    backbeats = (2.0,) if section.halftime else genre.backbeat
     if "kick" in layers and not drumless:
         # DJ-friendly intros/outros sit a little under the drop's level.
         level = 1.0 if section.label == "drop" else 0.8
-        for position in genre.kick:
+        for position in kicks:
             _part(parts, "kick").add(b0 + position, level)
     if "backbeat" in layers and not drumless:
-        for position in genre.backbeat:
+        for position in backbeats:
             if not (phrase_end and "fill" in layers and position >= 3):
                 _part(parts, "backbeat").add(b0 + position, 1.0)
     if "hats" in layers:

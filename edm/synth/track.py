@@ -58,19 +58,23 @@ def synthesize_track(
     tempo_change: bool | None = None,
     off_phrase: bool | None = None,
     title: str | None = None,
+    variety: str = "classic",
 ) -> SynthTrack:
     """Render one EDM track and its exact truth, deterministically for ``seed``.
 
     ``genre`` is one of :data:`edm.synth.arrangement.GENRES` (random if None); ``minutes`` is
     approximate, since tracks are whole phrases. ``tempo_change``/``off_phrase`` force or forbid
-    a tempo change and a non-phrase-aligned section (None: drawn at random).
+    a tempo change and a non-phrase-aligned section (None: drawn at random). ``variety``
+    ``"broad"`` draws more genres, phrase lengths, half-time sections, tonal layers and
+    mastering styles (:mod:`edm.synth.arrangement`); ``"classic"`` is the original generator.
 
     >>> track = synthesize_track(3, genre="techno", minutes=0.3)
     >>> track.audio.shape[1], track.truth.metadata.tier.name, track.truth.sections[0].label
     (2, 'VERIFIED', 'intro')
     """
     arrangement = plan_arrangement(seed, genre=genre, minutes=minutes,
-                                   tempo_change=tempo_change, off_phrase=off_phrase)
+                                   tempo_change=tempo_change, off_phrase=off_phrase,
+                                   variety=variety)
     rng = np.random.default_rng(arrangement.timbre_seed)
     timbre = draw_timbre(rng, wobble=arrangement.genre.bass_style == "wobble")
     parts = write_score(arrangement, rng)
