@@ -7,13 +7,19 @@ import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edm.audit.findings import Finding
 from edm.data.schema import TempoSegment, TrackAnnotation, beat_grid
 from edm.heads.activations import Activations
+
+if TYPE_CHECKING:
+    from edm.audit.run import AuditResult
+
+#: Pictures are for a person reading the top of the list; more would only fill the disk.
+MAX_PLOTS = 100
 
 COLUMNS = [
     "rank",
@@ -160,3 +166,38 @@ def plot_finding(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def write_report(
+    result: AuditResult, tracks: Sequence[TrackAnnotation],
+    activations: dict[str, Activations], out: str | Path, *, plot: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write an audit's ranked CSV at ``out``, its JSON beside it (``.json``) and, with
+    ``plot``, a PNG for each of the top :data:`MAX_PLOTS` findings in ``<out>_plots/``.
+
+    Returns the summary the JSON holds: counts, latency, paths, problems, and ``extra``.
+    """
+    out = Path(out)
+    summary: dict[str, Any] = {
+        **(extra or {}),
+        "tracks": result.tracks_audited,
+        "tracks_with_activations": result.tracks_with_activations,
+        "model_latency_s": round(result.latency_s, 4),
+        **summarize(result.findings),
+        "csv": str(out),
+        "json": str(out.with_suffix(".json")),
+        "problems": list(result.problems),
+    }
+    if plot:
+        summary["plots"] = str(out.parent / f"{out.stem}_plots")
+    write_csv(result.findings, out)
+    write_json(result.findings, summary, out.with_suffix(".json"))
+    if plot:
+        by_id = {t.track_id: t for t in tracks}
+        for rank, finding in enumerate(result.findings[:MAX_PLOTS], start=1):
+            plot_finding(finding, by_id[finding.track_id], activations.get(finding.track_id),
+                         result.grids.get(finding.track_id),
+                         Path(summary["plots"]) / f"{rank:03d}-{finding.kind}-"
+                                                  f"{finding.finding_id}.png")
+    return summary

@@ -10,11 +10,10 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from edm.audit.report import MAX_PLOTS
 from edm.cli.problems import echo_problems
 
 _err = Console(stderr=True)
-#: Pictures are for a person reading the top of the list; more would only fill the disk.
-_MAX_PLOTS = 100
 
 
 @click.command(
@@ -59,7 +58,7 @@ read or fixed, 2 usage error."""
     help="Ranked CSV report; a .json with the same name is written beside it.",
 )
 @click.option("--top", type=click.IntRange(min=1), help="Keep only the N highest-scoring findings.")
-@click.option("--plot", is_flag=True, help="A PNG per finding (top 100) in <out>_plots/.")
+@click.option("--plot", is_flag=True, help=f"A PNG per finding (top {MAX_PLOTS}) in <out>_plots/.")
 @click.option(
     "--apply",
     "apply_csv",
@@ -159,31 +158,10 @@ def command(
             top=top,
             progress=lambda: bar.advance(task),
         )
+    summary = report.write_report(result, tracks, activations, out, plot=plot,
+                                  extra={"annotations": str(ann_dir)})
     problems += result.problems
-    summary: dict[str, Any] = {
-        "annotations": str(ann_dir),
-        "tracks": result.tracks_audited,
-        "tracks_with_activations": result.tracks_with_activations,
-        "model_latency_s": round(result.latency_s, 4),
-        **report.summarize(result.findings),
-        "csv": str(out),
-        "json": str(out.with_suffix(".json")),
-        "problems": problems,
-    }
-    report.write_csv(result.findings, out)
-    report.write_json(result.findings, summary, out.with_suffix(".json"))
-    if plot:
-        by_id = {t.track_id: t for t in tracks}
-        plots = out.parent / f"{out.stem}_plots"
-        for rank, finding in enumerate(result.findings[:_MAX_PLOTS], start=1):
-            report.plot_finding(
-                finding,
-                by_id[finding.track_id],
-                activations.get(finding.track_id),
-                result.grids.get(finding.track_id),
-                plots / f"{rank:03d}-{finding.kind}-{finding.finding_id}.png",
-            )
-        summary["plots"] = str(plots)
+    summary["problems"] = problems
     if accept_above is not None:
         accepted = [f for f in result.findings if f.score >= accept_above]
         _apply(ann_dir, accepted, promote, fixed_out, as_json, summary, problems)
