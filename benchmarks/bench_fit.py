@@ -41,7 +41,9 @@ BUSY_LOOP = "import time\nend = time.time() + {limit}\nwhile time.time() < end:\
 
 def edm(*args: str, env: dict[str, str] | None = None, check: bool = True) -> str:
     command = [sys.executable, "-c", "from edm.cli import main; main()", *args]
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    # From the root folder: `python -c` puts the working directory first on sys.path, which
+    # would shadow --pythonpath with a checkout there.
+    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd="/")
     if check and done.returncode not in (0, 1):
         raise SystemExit(f"edm {' '.join(args)} failed:\n{done.stderr[-2000:]}")
     return done.stdout
@@ -120,6 +122,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="Also write the rows here.")
     parser.add_argument("extra", nargs="*", help="More fit-heads arguments (after --).")
     args = parser.parse_args()
+    args.data = args.data.resolve()
     args.data.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     if args.pythonpath:
