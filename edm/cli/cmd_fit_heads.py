@@ -204,7 +204,8 @@ def command(
     models/mine` lists the labels it finds suspicious.
     Time: one model on 100 three-minute tracks took about 80 s on one CPU core; the default
     --folds 5 trains six (five check models and the final one), so plan on about 10 minutes
-    per 100 tracks on a laptop, less with more cores. --folds 0 trains only the final model
+    per 100 tracks on one core; they train side by side, one per core (--workers), so two
+    cores take about half that. --folds 0 trains only the final model
     (about 1.5 minutes per 100 tracks) but leaves label-audit nothing to compare with.
 
     \b
