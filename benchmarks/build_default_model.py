@@ -1,21 +1,28 @@
-"""Build the default model shipped in ``edm/default_model/`` from ``edm synth`` data only.
+"""Build the default model shipped in ``edm/default_model/`` from synth and real music.
 
-Re-runnable by anyone: every input is generated here (procedural synth tracks with exact,
-tier-1 ground truth; no downloads, nothing that cannot be shipped), the backbone is the
-weight-free ``spectral`` one, and the seeds are fixed. Steps:
+Re-runnable by anyone: the synth tracks are generated here (procedural, exact tier-1 truth),
+the real tracks come from the corpus ``benchmarks/realdata/build_corpus.py`` builds on disk
+(LMMS projects rendered by LMMS, truth read from the projects; nothing downloaded here), the
+backbone is the weight-free ``spectral`` one, and the seeds are fixed. Steps:
 
 1. ``make_library(DATA/train, tracks=N, seed=SEED)`` — audio + JAMS truth (no label noise).
-2. ``embed_library`` into ``DATA/store.zarr`` with the spectral backbone.
-3. ``fit_heads`` on the truth (no k-fold: the default model needs no out-of-fold activations).
-4. Save to ``edm/default_model/`` (``config.json`` + ``heads.safetensors``; the XGBoost
+2. With ``--real CORPUS``: the corpus's *training* side, split by artist/project exactly as
+   ``benchmarks/bench_real.py`` splits it (same function, fraction and seed), so no held-out
+   track or artist is trained on; ``--augment K`` adds K copies of each real training track
+   through :func:`edm.synth.augment.augment` (EQ tilt, compression, MP3, noise, gain,
+   pitch/tempo shifts; truth moved with the tempo).
+3. ``embed_library`` into ``DATA/store.zarr`` with the spectral backbone.
+4. ``fit_heads`` on the truth (no k-fold: the default model needs no out-of-fold activations).
+5. Save to ``edm/default_model/`` (``config.json`` + ``heads.safetensors``; the XGBoost
    energy head only with ``--keep-energy``; without it analysis measures energy from the
    descriptors);
-   ``metrics.json`` records the fit, and ``provenance`` says how it was made.
+   ``metrics.json`` records the fit, ``provenance`` says how it was made and
+   ``training_data.json`` lists every training track (source, id, content hash).
 
 Usage::
 
-    python benchmarks/build_default_model.py                      # ~ a few minutes on 2 cores
-    python benchmarks/build_default_model.py --tracks 40 --epochs 60 --out /tmp/model
+    python benchmarks/build_default_model.py                      # synth only, a few minutes
+    python benchmarks/build_default_model.py --real /work/realdata --augment 1 --out /tmp/m
 """
 
 from __future__ import annotations
@@ -33,8 +40,52 @@ DEFAULT_OUT = REPO / "edm" / "default_model"
 TRAIN_SEED = 1
 
 
+def real_training_tracks(corpus: Path, data: Path, augment_copies: int, seed: int
+                         ) -> tuple[list, list[dict]]:
+    """The corpus's training side (bench_real's split) plus augmented copies: annotations
+    pointing at audio on disk, and one record per track for ``training_data.json``."""
+    import numpy as np
+
+    from edm.audio import content_hash, load_audio, write_audio
+    from edm.synth.augment import augment, scale_annotation
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_real import load_corpus, split_by_group
+
+    train, _test = split_by_group(load_corpus(corpus), 0.5, 0)  # bench_real's defaults
+    annotations, records = [], []
+    folder = data / "augmented"
+    folder.mkdir(parents=True, exist_ok=True)
+    for item, truth in train:
+        path = Path(truth.track.path)
+        digest = content_hash(path)
+        annotations.append(truth.model_copy(update={"track": truth.track.model_copy(
+            update={"content_hash": digest})}))
+        records.append({"source": "real", "id": item["id"], "group": item["group"],
+                        "repo": item.get("repo"), "commit": item.get("commit"),
+                        "content_hash": digest})
+        for copy in range(augment_copies):
+            target = folder / f"{item['id']}.aug{copy}.flac"
+            rng = np.random.default_rng([seed, copy, int(digest[:8], 16)])
+            if not target.is_file():
+                audio = load_audio(path, 44100)
+                result = augment(audio, 44100, rng)
+                write_audio(target, result.audio, 44100)
+                (target.with_suffix(".scale")).write_text(repr(result.time_scale))
+            scale = float(target.with_suffix(".scale").read_text())
+            moved = scale_annotation(truth, scale)
+            aug_hash = content_hash(target)
+            annotations.append(moved.model_copy(update={"track": moved.track.model_copy(
+                update={"path": str(target), "content_hash": aug_hash})}))
+            records.append({"source": "real (augmented)", "id": f"{item['id']}.aug{copy}",
+                            "group": item["group"], "content_hash": aug_hash,
+                            "time_scale": round(scale, 5)})
+    return annotations, records
+
+
 def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int, seed: int,
-          channels: int | None, keep_energy: bool = False) -> dict:
+          channels: int | None, keep_energy: bool = False, real: Path | None = None,
+          augment_copies: int = 0) -> dict:
     from edm.audio import content_hash
     from edm.data.jams_io import load_truth
     from edm.heads.fit import fit_heads, load_tracks
@@ -50,13 +101,18 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int, se
         make_library(library, tracks=tracks, seed=seed, minutes=minutes, noise="none")
     audio = sorted((library / "audio").glob("*.wav"))[:tracks]
     store_path = data / f"store-seed{seed}-{tracks}x{minutes:g}min.zarr"
-    embed_library([str(p) for p in audio], store_path, "spectral")
-    annotations = []
+    annotations, records = [], []
     for path in audio:
         truth = load_truth(library / "truth" / f"{path.stem}.jams")
         identity = truth.track.model_copy(update={"content_hash": content_hash(path),
                                                   "path": str(path)})
         annotations.append(truth.model_copy(update={"track": identity}))
+        records.append({"source": "synth", "id": path.stem, "content_hash": identity.content_hash})
+    if real is not None:
+        real_annotations, real_records = real_training_tracks(real, data, augment_copies, seed)
+        annotations += real_annotations
+        records += real_records
+    embed_library([a.track.path for a in annotations], store_path, "spectral")
     loaded = load_tracks(EmbeddingStore(store_path), annotations, "spectral")
     if loaded.problems:
         print("\n".join(loaded.problems), file=sys.stderr)
@@ -65,8 +121,8 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int, se
     report = fit_heads(
         loaded.tracks, config, backbone_key="spectral", backbone_name="spectral", folds=0,
         provenance={"built_by": "benchmarks/build_default_model.py",
-                    "data": f"edm synth: {len(loaded.tracks)} tracks x {minutes:g} min, "
-                            f"seed {seed}, noise none (tier-1 truth)", "epochs": str(epochs)},
+                    "data": _describe(records, minutes, seed, real), "epochs": str(epochs),
+                    "tracks": "training_data.json"},
     )
     if out.exists():
         shutil.rmtree(out)
@@ -77,9 +133,24 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int, se
         # of xgboost import to every run.
         heads.energy = None
     heads.save(out, metrics=report.metrics)
+    (out / "training_data.json").write_text(json.dumps(
+        {"split": "bench_real.split_by_group(test_fraction=0.5, seed=0): training side only",
+         "tracks": records}, indent=1))
     size = sum(f.stat().st_size for f in out.iterdir())
     return {"out": str(out), "tracks": len(loaded.tracks), "bytes": size,
             "seconds": round(time.perf_counter() - started, 1), "metrics": report.metrics}
+
+
+def _describe(records: list[dict], minutes: float, seed: int, real: Path | None) -> str:
+    counts = {source: sum(1 for r in records if r["source"] == source)
+              for source in ("synth", "real", "real (augmented)")}
+    text = (f"edm synth: {counts['synth']} tracks x {minutes:g} min, seed {seed}, noise none "
+            f"(tier-1 truth)")
+    if real is not None:
+        text += (f"; real: {counts['real']} LMMS renders (bench_real training split, "
+                 f"{len({r['group'] for r in records if r['source'] == 'real'})} artists/"
+                 f"projects) + {counts['real (augmented)']} augmented copies")
+    return text
 
 
 def main() -> None:
@@ -91,13 +162,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=TRAIN_SEED)
     parser.add_argument("--channels", type=int, default=None, help="TCN width (default: heads')")
+    parser.add_argument("--real", type=Path, default=None,
+                        help="real corpus folder (manifest.json + annotations/): train on its "
+                             "bench_real training split too")
+    parser.add_argument("--augment", type=int, default=0,
+                        help="augmented copies of each real training track")
     parser.add_argument("--keep-energy", action="store_true",
                         help="also ship the XGBoost energy head (edm analyze then predicts "
                              "section energy with it)")
     args = parser.parse_args()
     summary = build(args.data, args.out, tracks=args.tracks, minutes=args.minutes,
                     epochs=args.epochs, seed=args.seed, channels=args.channels,
-                    keep_energy=args.keep_energy)
+                    keep_energy=args.keep_energy, real=args.real, augment_copies=args.augment)
     print(json.dumps(summary, indent=2, default=str))
 
 
