@@ -232,7 +232,7 @@ def test_one_tempo_through_a_breakdown_is_one_segment() -> None:
 def test_confidence_says_when_the_head_is_unsure() -> None:
     """A silent head with kicks in the audio still gets the grid, and says it is unsure."""
     grid = [TempoSegment(start_s=0.4, bpm=124.0)]
-    act, beats, downbeats = activations_for(grid, 90.0, seed=10)
+    act, beats, _ = activations_for(grid, 90.0, seed=10)
     n = act.n_frames
     assert decode_beats(act).confidence > 0.7
     silent = Activations(np.full(n, 0.01), np.full(n, 0.01), act.boundary, FPS)
