@@ -182,7 +182,15 @@ def test_json_has_beats_downbeats_boundaries_sections_and_cues(tmp_path: Path, l
     assert confidence.mean() > 0.6 and confidence.std() > 0.0
     assert len(data["downbeat_confidence"]) == len(downbeats)
     sections = data["sections"]
-    assert [set(s) for s in sections] == [{"start_s", "end_s", "label", "energy"}] * len(sections)
+    assert [set(s) for s in sections] == [{"start_s", "end_s", "label", "energy",
+                                           "confidence"}] * len(sections)
+    # A clean synth track: the heads are sure of its grid, and every section says how sure.
+    assert data["grid_confidence"]["beats"] > 0.6
+    assert 0.0 <= data["grid_confidence"]["downbeats"] <= 1.0
+    for section in sections:
+        assert set(section["confidence"]) == {"boundary", "label", "beats"}
+        assert all(v is None or 0.0 <= v <= 1.0 for v in section["confidence"].values())
+    assert sections[0]["confidence"]["boundary"] == 1.0
     assert sections[0]["start_s"] == 0.0 and sections[-1]["end_s"] == data["duration_s"]
     assert data["boundaries"] == [s["start_s"] for s in sections[1:]]
     assert len(data["boundary_confidence"]) == len(data["boundaries"])

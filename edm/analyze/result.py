@@ -47,6 +47,7 @@ from edm.data.schema import (
     annotation_to_dict,
 )
 from edm.decode import BeatGrid
+from edm.decode.sections import SectionConfidence, section_confidence
 from edm.decode.tempo import MATCH_TOLERANCE_S
 from edm.heads.activations import Activations, peak_near
 
@@ -120,6 +121,13 @@ class Analysis:
         return peak_near(values, self.activations.frames_per_second, np.asarray(times_s, float),
                          MATCH_TOLERANCE_S)
 
+    def section_confidences(self) -> list[SectionConfidence | None]:
+        """How sure the heads are of each section (:func:`~edm.decode.sections.section_confidence`);
+        ``None`` for every section without activations."""
+        if self.activations is None or not self.sections:
+            return [None] * len(self.sections)
+        return list(section_confidence(self.activations, self.grid, list(self.sections)))
+
     def to_annotation(self, *, keep_user_cues: bool = True) -> TrackAnnotation:
         """The analysis as an annotation (tier 3: machine labels, not verified)."""
         identity = TrackIdentity(
@@ -158,6 +166,7 @@ class Analysis:
         confidences = {f"{task}_confidence": _rounded(self.confidence_at(task, times),
                                                       _CONFIDENCE_DECIMALS)
                        for task, times in events.items()}
+        section_sureness = self.section_confidences()
         return {
             "format": "edm-analysis",
             "version": JSON_FORMAT_VERSION,
@@ -176,14 +185,24 @@ class Analysis:
             "downbeats": _rounded(self.grid.downbeats, _TIME_DECIMALS),
             "boundaries": _rounded(events["boundary"], _TIME_DECIMALS),
             **confidences,
+            "grid_confidence": {"beats": _number(self.grid.confidence),
+                                "downbeats": _number(self.grid.downbeat_confidence)},
             "sections": [
                 {"start_s": s.start_s, "end_s": s.end_s, "label": s.label,
-                 "energy": None if s.energy is None else s.energy.model_dump(exclude_none=True)}
-                for s in self.sections
+                 "energy": None if s.energy is None else s.energy.model_dump(exclude_none=True),
+                 "confidence": None if sure is None else {
+                     "boundary": _number(sure.boundary), "label": _number(sure.label),
+                     "beats": _number(sure.beats)}}
+                for s, sure in zip(self.sections, section_sureness, strict=True)
             ],
             "cues": [cue.model_dump(mode="json", exclude_none=True) for cue in annotation.cues],
             "annotation": annotation_to_dict(annotation),
         }
+
+
+def _number(value: float) -> float | None:
+    """A finite confidence rounded for JSON; ``None`` (null) where it is unknown (nan)."""
+    return None if not np.isfinite(value) else round(float(value), _CONFIDENCE_DECIMALS)
 
 
 def _rounded(values: np.ndarray | None, decimals: int) -> list[float] | None:
