@@ -242,7 +242,11 @@ def test_analyze_cli_with_audio_root_updates_the_original_track(tmp_path: Path) 
     assert attrs == _elements(_collection_tracks(base.read_bytes())["7"])[0]
     assert attrs["Location"] == "file://localhost/Users/dj/Music/vibe.ogg"
     assert tempos == [{"Inizio": "0.608", "Bpm": "129.00", "Metro": "4/4", "Battito": "1"}]
-    assert [m["Name"] for m in marks].count("Drop") == 1 and len(marks) > 2
+    # The DJ's hot cue "Drop" (slot 0) comes out once; edm's section cues (which may also be
+    # called "Drop" when the model hears one) are memory cues beside it.
+    hot = [m for m in marks if m["Num"] != "-1"]
+    assert [(m["Name"], m["Num"], m["Start"]) for m in hot] == [("Drop", "0", "30.139")]
+    assert len(marks) > 2
 
 
 # ---------------------------------------------------------------------------------------------
