@@ -1199,19 +1199,35 @@ def write_rekordbox_xml(
     base = Path(base)
     same_file = {str(base), str(base.absolute()), str(base.resolve())}
     report = RekordboxWrite(path=path, base=base)
+    located, edits, new = _edit_base(
+        annotations, base,
+        by_track_id=lambda a: a.metadata.provenance.get("xml") in same_file,
+        edit=lambda raw, reader, annotation: _sync_edit(raw, reader, annotation),
+    )
+    return _splice(located, edits, new, report)
+
+
+def _edit_base(
+    annotations: list[TrackAnnotation],
+    base: Path,
+    *,
+    by_track_id: Callable[[TrackAnnotation], bool],
+    edit: Callable[[_RawTrack, _TrackReader, TrackAnnotation], _TrackEdit],
+) -> tuple[_Located, dict[int, _TrackEdit], list[TrackAnnotation]]:
+    """Both writers' walk over ``base``: each annotation found among its TRACKs (by TrackID
+    where ``by_track_id`` says so) gets ``edit``; the rest are returned as new tracks."""
     located = _locate(base)
     index = _Index(located)
     reader = _TrackReader(base, Tier.DJ_SOFTWARE, [])
     edits: dict[int, _TrackEdit] = {}
     new: list[TrackAnnotation] = []
     for annotation in annotations:
-        from_base = annotation.metadata.provenance.get("xml") in same_file
-        found = index.find(annotation, by_track_id=from_base)
+        found = index.find(annotation, by_track_id=by_track_id(annotation))
         if found is None:
             new.append(annotation)
             continue
-        edits[found] = _sync_edit(located.tracks[found][0], reader, annotation)
-    return _splice(located, edits, new, report)
+        edits[found] = edit(located.tracks[found][0], reader, annotation)
+    return located, edits, new
 
 
 def write_back_xml(
@@ -1239,22 +1255,16 @@ def write_back_xml(
         return _write_new(annotations, path, snap=True)
     base = Path(base)
     report = RekordboxWrite(path=path, base=base)
-    located = _locate(base)
-    index = _Index(located)
-    reader = _TrackReader(base, Tier.DJ_SOFTWARE, [])
-    edits: dict[int, _TrackEdit] = {}
-    new: list[TrackAnnotation] = []
-    for annotation in annotations:
-        found = index.find(annotation, by_track_id=True)
-        if found is None:
-            new.append(annotation)
-            continue
-        raw = located.tracks[found][0]
+
+    def edit(raw: _RawTrack, reader: _TrackReader, annotation: TrackAnnotation) -> _TrackEdit:
         dj, _ = reader.annotation(raw)
-        edits[found], _ = _write_back_edit(
+        track_edit, _ = _write_back_edit(
             raw, dj, annotation, replace_grid=replace_grid, replace_cues=replace_cues,
             report=report, label=f"{base}: {_label(raw)}",
         )
+        return track_edit
+
+    located, edits, new = _edit_base(annotations, base, by_track_id=lambda _: True, edit=edit)
     new = [_with_cues(a, snap_to_downbeats(a.cues, a.grid, a.track.duration_s or 3600.0))
            for a in new]
     return _splice(located, edits, new, report)
