@@ -45,7 +45,7 @@ from edm.decode.tempo import (
     local_tempi,
     tempo_runs,
 )
-from edm.heads.activations import Activations, to_frame
+from edm.heads.activations import Activations, peak_near, to_frame
 
 #: Several tempo segments must explain the beat evidence this much better (relative mean
 #: activation at the grid's beats) than one grid at the global tempo.
@@ -168,12 +168,11 @@ def agreement(activation: np.ndarray, times_s: np.ndarray, fps: float) -> float:
     on decoded events (0 when it is silent there, near 1 when it fires on every one)."""
     times_s = np.asarray(times_s, float)
     frames = to_frame(times_s, fps)
-    frames = frames[(frames >= 0) & (frames < len(activation))]
-    if len(frames) == 0:
+    inside = times_s[(frames >= 0) & (frames < len(activation))]
+    if len(inside) == 0:
         return float("nan")
-    pooled = maximum_filter1d(np.asarray(activation, float),
-                              size=2 * max(1, to_frame(MATCH_TOLERANCE_S, fps)) + 1)
-    return float(np.mean(pooled[frames]))
+    # At least one frame either side, however low the frame rate.
+    return float(np.mean(peak_near(activation, fps, inside, max(MATCH_TOLERANCE_S, 1.0 / fps))))
 
 
 def _comb_value(coefficients: np.ndarray, fits: list[GridFit]) -> float:
