@@ -225,7 +225,21 @@ def _soundfile_blocks(path: Path, block_frames: int) -> Iterator[tuple[np.ndarra
                 block = stream.read(block_frames, dtype="float32", always_2d=True)
             if len(block) == 0:
                 return
-            yield block.mean(axis=1, dtype=np.float32), rate
+            yield _channel_mean(block), rate
+
+
+def _channel_mean(block: np.ndarray) -> np.ndarray:
+    """Mono mix of a ``(frames, channels)`` block, the same values as ``block.mean(axis=1)``.
+
+    numpy reduces a two-column array along its short axis ~20x slower than it adds columns,
+    which made the channel mix half of decoding an mp3.
+    """
+    mono = block[:, 0].copy()
+    for channel in range(1, block.shape[1]):
+        mono += block[:, channel]
+    if block.shape[1] > 1:
+        mono /= np.float32(block.shape[1])
+    return mono
 
 
 def _pyav_blocks(path: Path) -> Iterator[tuple[np.ndarray, int]]:

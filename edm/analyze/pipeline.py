@@ -31,7 +31,14 @@ import numpy as np
 
 from edm.analyze.result import Analysis
 from edm.data.schema import EnergyData, Section, TrackAnnotation
-from edm.decode import BeatGrid, DecodeError, decode_beats, decode_sections, merge_energy
+from edm.decode import (
+    BeatGrid,
+    DecodeError,
+    decode_beats,
+    decode_sections,
+    merge_energy,
+    section_confidence,
+)
 from edm.heads.activations import Activations
 
 DEFAULT_MODEL_DIR = Path(__file__).parent.parent / "default_model"
@@ -261,6 +268,7 @@ def analyze(
                                 duration_s=embedded.duration_s)
     except DecodeError as error:
         raise AnalyzeError(f"{path}: {error}") from error
+    confidences = section_confidence(acts, grid, sections, descriptors=embedded.descriptors)
     sections, energy_source = section_energy(embedded, sections, model)
     return Analysis(
         path=str(Path(path).resolve()), duration_s=round(embedded.duration_s, 4), grid=grid,
@@ -269,7 +277,7 @@ def analyze(
         extra={"envelope": envelope(embedded.descriptors, embedded.frames_per_second),
                "beat_source": "onsets (beat head silent)" if fallback is not None else "heads",
                "energy_source": energy_source},
-        model_version=model.version, activations=acts,
+        model_version=model.version, activations=acts, section_confidence=confidences,
     )
 
 

@@ -47,7 +47,7 @@ from edm.data.schema import (
     annotation_to_dict,
 )
 from edm.decode import BeatGrid
-from edm.decode.sections import SectionConfidence, section_confidence
+from edm.decode.sections import SectionConfidence
 from edm.decode.tempo import MATCH_TOLERANCE_S
 from edm.heads.activations import Activations, peak_near
 
@@ -95,6 +95,10 @@ class Analysis:
     #: The heads' per-frame probabilities the grid and sections were decoded from; they give
     #: each beat, downbeat and boundary its confidence.
     activations: Activations | None = field(default=None, compare=False, repr=False)
+    #: How sure the heads are of each section, from the same evidence the decoder used
+    #: (:func:`~edm.decode.sections.section_confidence`); None when not decoded here.
+    section_confidence: list[SectionConfidence] | None = field(default=None, compare=False,
+                                                                repr=False)
 
     @property
     def bpm(self) -> float:
@@ -120,13 +124,6 @@ class Analysis:
         values = getattr(self.activations, task)
         return peak_near(values, self.activations.frames_per_second, np.asarray(times_s, float),
                          MATCH_TOLERANCE_S)
-
-    def section_confidences(self) -> list[SectionConfidence | None]:
-        """How sure the heads are of each section (:func:`~edm.decode.sections.section_confidence`);
-        ``None`` for every section without activations."""
-        if self.activations is None or not self.sections:
-            return [None] * len(self.sections)
-        return list(section_confidence(self.activations, self.grid, list(self.sections)))
 
     def to_annotation(self, *, keep_user_cues: bool = True) -> TrackAnnotation:
         """The analysis as an annotation (tier 3: machine labels, not verified)."""
@@ -166,7 +163,7 @@ class Analysis:
         confidences = {f"{task}_confidence": _rounded(self.confidence_at(task, times),
                                                       _CONFIDENCE_DECIMALS)
                        for task, times in events.items()}
-        section_sureness = self.section_confidences()
+        section_sureness = self.section_confidence or [None] * len(self.sections)
         return {
             "format": "edm-analysis",
             "version": JSON_FORMAT_VERSION,

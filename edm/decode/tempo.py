@@ -74,55 +74,86 @@ def grid_fit(
     peak mass within ``tolerance`` of the grid. Half tempo keeps precision and halves recall;
     double tempo keeps recall and halves precision; the F-score penalises both equally.
     """
-    if len(peak_frames) == 0:
-        return 0.0, 0.0
+    order = np.argsort(peak_frames, kind="stable")
+    centres, scores = _grid_fits(period, np.asarray(peak_frames, float)[order],
+                                 np.asarray(peak_heights, float)[order], tolerance,
+                                 np.array([0]), np.array([len(peak_frames)]))
+    return (float(centres[0]), float(scores[0])) if len(scores) else (0.0, 0.0)
+
+
+def _grid_fits(
+    period: float, frames: np.ndarray, heights: np.ndarray, tolerance: float,
+    starts: np.ndarray, stops: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`grid_fit` of each window ``frames[start:stop]`` (sorted frames), all at once.
+
+    Windows with no peaks are dropped. Scoring a candidate tempo fits ~30 windows of a
+    6-minute track; one vectorised pass instead of a loop over windows is what keeps
+    decoding a fraction of ``edm analyze``'s time.
+    """
+    counts = stops - starts
+    keep = counts > 0
+    starts, counts = starts[keep], counts[keep]
+    n_windows = len(counts)
+    if n_windows == 0:
+        return np.zeros(0), np.zeros(0)
+    # Each (window, peak) pair once, window after window.
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    window = np.repeat(np.arange(n_windows), counts)
+    index = np.arange(counts.sum()) - np.repeat(offsets, counts) + np.repeat(starts, counts)
+    f, h = frames[index], heights[index]
     # Each peak votes for the phase it implies; the circular weighted histogram's best bin wins.
-    phases = np.mod(peak_frames, period)
+    phases = np.mod(f, period)
     n_bins = max(8, int(np.ceil(period / max(tolerance, 0.5))))
     bins = np.floor(phases / period * n_bins).astype(int) % n_bins
-    votes = np.bincount(bins, weights=peak_heights, minlength=n_bins)
-    votes = votes + np.roll(votes, 1) + np.roll(votes, -1)
-    best = int(np.argmax(votes))
-    centre = (best + 0.5) * period / n_bins
-    near = np.abs((phases - centre + period / 2) % period - period / 2) <= 1.5 * period / n_bins
-    if near.any():
-        # Circular mean of the voting phases refines the bin centre.
-        angles = phases[near] / period * 2 * np.pi
-        mean = np.angle(np.sum(peak_heights[near] * np.exp(1j * angles)))
-        centre = (mean % (2 * np.pi)) / (2 * np.pi) * period
-    distance = np.abs((peak_frames - centre + period / 2) % period - period / 2)
+    votes = np.bincount(window * n_bins + bins, weights=h,
+                        minlength=n_windows * n_bins).reshape(n_windows, n_bins)
+    votes = votes + np.roll(votes, 1, axis=1) + np.roll(votes, -1, axis=1)
+    centre = (np.argmax(votes, axis=1) + 0.5) * period / n_bins
+    near = (np.abs((phases - centre[window] + period / 2) % period - period / 2)
+            <= 1.5 * period / n_bins)
+    # Circular mean of the voting phases refines the bin centre.
+    angles = phases / period * 2 * np.pi
+    weight = np.where(near, h, 0.0)
+    mean = np.arctan2(np.bincount(window, weight * np.sin(angles), n_windows),
+                      np.bincount(window, weight * np.cos(angles), n_windows))
+    centre = np.where(np.bincount(window, near, n_windows) > 0,
+                      (mean % (2 * np.pi)) / (2 * np.pi) * period, centre)
+    distance = np.abs((f - centre[window] + period / 2) % period - period / 2)
     hit = distance <= tolerance
-    recall = float(peak_heights[hit].sum() / peak_heights.sum())
+    recall = np.bincount(window, np.where(hit, h, 0.0), n_windows) / np.bincount(window, h)
     # Count grid positions inside the span the peaks cover (silence before/after is not a miss).
-    first, last = peak_frames.min(), peak_frames.max()
-    n_grid = max(1.0, np.floor((last - first) / period) + 1)
-    hit_positions = len(np.unique(np.round((peak_frames[hit] - centre) / period)))
-    precision = min(1.0, hit_positions / n_grid)
-    score = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
-    return centre, score
+    span_frames = f[offsets + counts - 1] - f[offsets]
+    n_grid = np.maximum(1.0, np.floor(span_frames / period) + 1)
+    position = np.round((f - centre[window]) / period).astype(np.int64)
+    position -= position.min()
+    keys = np.unique(window[hit] * (int(position.max()) + 1) + position[hit])
+    hit_positions = np.bincount(keys // (int(position.max()) + 1), minlength=n_windows)
+    precision = np.minimum(1.0, hit_positions / n_grid)
+    total = precision + recall
+    scores = np.where(total > 0, 2 * precision * recall / np.where(total > 0, total, 1.0), 0.0)
+    return centre, scores
 
 
 def _windowed_score(period: float, peaks: Peaks, tolerance: float) -> float:
-    """Mean grid F-score over ``WINDOW_S`` windows, each with its own phase.
+    """Mean grid F-score over ``WINDOW_S`` windows (half overlapping), each with its own phase.
 
     Scoring windows rather than the whole track keeps a tempo change from ruining every
     candidate (a single grid fits only one side of the change).
     """
     frames, heights = peaks.frames, peaks.heights
-    window, hop = WINDOW_S * peaks.frames_per_second, WINDOW_S * peaks.frames_per_second / 2
     if len(frames) == 0:
         return 0.0
-    first, last = float(frames.min()), float(frames.max())
-    scores = []
-    start = first
-    while True:
-        inside = (frames >= start) & (frames < start + window)
-        if inside.sum() >= 4:
-            scores.append(grid_fit(period, frames[inside], heights[inside], tolerance)[1])
-        if start + window >= last:
-            break
-        start += hop
-    return float(np.mean(scores)) if scores else 0.0
+    window, hop = WINDOW_S * peaks.frames_per_second, WINDOW_S * peaks.frames_per_second / 2
+    first, last = float(frames[0]), float(frames[-1])
+    # Windows start every hop until one reaches the last peak.
+    n_windows = max(1, int(np.ceil((last - first - window) / hop)) + 1)
+    window_starts = first + hop * np.arange(n_windows)
+    starts = np.searchsorted(frames, window_starts, side="left")
+    stops = np.searchsorted(frames, window_starts + window, side="left")
+    enough = stops - starts >= 4
+    _, scores = _grid_fits(period, frames, heights, tolerance, starts[enough], stops[enough])
+    return float(np.mean(scores)) if len(scores) else 0.0
 
 
 def tempo_prior(bpm: float, min_bpm: float | None = None, max_bpm: float | None = None) -> float:
