@@ -251,4 +251,40 @@ def test_a_fitted_energy_head_gives_the_section_energy(tmp_path: Path, tracks) -
 
     fallback = analyze(path, model)
     assert fallback.extra["energy_source"] == "descriptors"
-    assert max(s.energy.overall for s in fallback.sections) == pytest.approx(1.0)
+    assert all(s.energy.overall == pytest.approx(1 + s.energy.level_db / 60, abs=1e-3)
+               for s in fallback.sections)
+
+
+def test_energy_is_the_section_level_in_db_and_compares_across_tracks(
+        model, tracks, tmp_path: Path) -> None:
+    """Measured energy is absolute (-60 dB -> 0, 0 dB -> 1), not rescaled per track: the
+    level is the section's RMS in dB re full scale, and the same track written 20 dB quieter
+    scores 20/60 lower in every section, its loudest section included."""
+    from edm.analyze import embed
+    from edm.audio import load_audio
+    from edm.decode import section_energy
+
+    path, _ = tracks["house"]
+    loud = analyze(path, model)
+    rate = model.backbone().sample_rate  # the mono mix the descriptors see (risers lose > 11 kHz)
+    mono = load_audio(path, rate)
+    for section in loud.sections:
+        chunk = mono[int(section.start_s * rate): int(section.end_s * rate)]
+        assert section.energy.level_db == pytest.approx(
+            20 * np.log10(np.sqrt(np.mean(np.square(chunk)))), abs=0.2)
+    quiet_path = write_audio(tmp_path / "quiet.wav",
+                             0.1 * synthesize_track(11, genre="house", minutes=1.0,
+                                                    tempo_change=False).audio, SR)
+    # Same sections and beats for both (the heads may decode a quieter copy a little apart).
+    bounds = [(s.start_s, s.end_s) for s in loud.sections]
+    beats = loud.to_annotation().beats()
+    quiet = [section_energy(embedded.descriptors, embedded.frames_per_second, bounds, beats)
+             for embedded in (embed(path, model), embed(quiet_path, model))]
+    assert [e.overall for e in quiet[0]] == pytest.approx(
+        [s.energy.overall for s in loud.sections], abs=1e-4)
+    for a, b in zip(*quiet, strict=True):
+        assert a.level_db - b.level_db == pytest.approx(20.0, abs=0.1)
+        assert a.overall - b.overall == pytest.approx(1 / 3, abs=2e-3)
+        assert a.tension == pytest.approx(b.tension, abs=0.01)  # a rise in dB: level-free
+    assert max(e.overall for e in quiet[1]) < max(
+        e.overall for e in quiet[0]) - 0.3

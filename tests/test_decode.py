@@ -152,12 +152,16 @@ def test_sections_carry_energy_labels_and_cover_the_track() -> None:
     assert [s.label for s in sections] == ["intro", "intro", "drop", "intro"]
     assert sections[0].start_s == 0.0 and sections[-1].end_s == duration
     drop, riser_section = sections[2].energy, sections[1].energy
-    assert drop.overall == pytest.approx(1.0)
-    assert sections[3].energy.overall == pytest.approx(0.5, abs=0.01)
+    # Fixed scale, linear in dB (-60 dB -> 0, 0 dB -> 1): rms 1.0 is 0 dB, rms 0.5 is -6 dB.
+    assert drop.overall == pytest.approx(1.0) and drop.level_db == pytest.approx(0.0, abs=0.01)
+    assert sections[3].energy.level_db == pytest.approx(-6.02, abs=0.01)
+    assert sections[3].energy.overall == pytest.approx(1 - 6.02 / 60, abs=1e-3)
+    assert sections[3].energy.high == pytest.approx(1 + 20 * np.log10(0.3) / 60, abs=1e-3)
     assert drop.density == pytest.approx(2.0, abs=0.05)
     assert sections[3].energy.density == pytest.approx(1.0, abs=0.05)
     assert drop.brightness == pytest.approx(3000.0, abs=20)
-    assert riser_section.tension == pytest.approx(0.3, abs=0.02)
+    # The riser climbs from -14 dB to -6 dB: 8 dB, so overall rises by about 8/60 across it.
+    assert riser_section.tension == pytest.approx(0.129, abs=0.005)
     assert drop.tension == pytest.approx(0.0, abs=0.01)
 
 

@@ -228,6 +228,33 @@ def test_energy_head_beats_the_mean_out_of_sample():
     assert fit.oof_mae["overall"] < 0.1
 
 
+def test_unrated_sections_train_on_the_energy_that_analysis_reports():
+    """Where nobody rated a track, the head's targets are the descriptor energy decoding
+    reports (one definition), on the fixed dB scale: the same track 20 dB quieter gets targets
+    exactly 20/60 lower, so loudness stays comparable across tracks."""
+    from dataclasses import replace
+
+    from edm.data.schema import Section
+    from edm.decode import section_energy
+    from edm.heads.fit import energy_rows
+
+    (track,), truth = toy_set([3], duration_s=30.0)
+    unrated = [Section(start_s=s.start_s, end_s=s.end_s) for s in truth[track.track_id].sections]
+    track.annotation = track.annotation.model_copy(update={"sections": unrated})
+    _, targets = energy_rows(track)
+    decoded = section_energy(track.descriptors, FPS, [(s.start_s, s.end_s) for s in unrated],
+                             np.zeros(0))
+    bands = ["overall", "bass", "mid", "high"]
+    measured = np.array([[getattr(e, band) for band in bands] for e in decoded])
+    np.testing.assert_allclose(targets[:, :4], measured, atol=1e-4)
+    assert np.isnan(targets[:, 4]).all()  # nobody rated it
+    levels = [s.energy.overall for s in truth[track.track_id].sections]  # the toy's rms
+    # Within a frame at each edge of the toy's sections.
+    np.testing.assert_allclose(targets[:, 0], 1 + 20 * np.log10(levels) / 60, atol=1e-3)
+    quiet = replace(track, descriptors={k: 0.1 * v for k, v in track.descriptors.items()})
+    np.testing.assert_allclose(targets[:, :4] - energy_rows(quiet)[1][:, :4], 20 / 60, atol=1e-4)
+
+
 def test_section_features_are_relative_to_the_loudest_section():
     embeddings = np.zeros((500, 2), np.float32)
     rms = np.concatenate([np.full(250, 0.2), np.full(250, 0.4)]).astype(np.float32)

@@ -12,9 +12,10 @@ import pytest
 import scipy.signal
 import scipy.stats
 
-from edm.data.schema import Tier, beat_grid
+from edm.data.schema import ENERGY_FLOOR_DB, Tier, beat_grid
 from edm.synth import GENRES, synthesize_track
 from edm.synth.arrangement import LABELS, plan_arrangement
+from edm.synth.energy import section_energy
 
 SR = 44100
 
@@ -112,10 +113,30 @@ def test_band_energy_follows_labels(long_track) -> None:
         assert rho >= 0.8, (band, measured, labelled)
 
 
+def test_energy_truth_is_the_mix_level_in_db_whatever_the_track(long_track) -> None:
+    """Truth energy is absolute: the section's RMS in dB re full scale, not rescaled per track,
+    so the same mix 20 dB quieter scores 20/60 lower in every section."""
+    mono = long_track.audio.mean(axis=1).astype(np.float64)
+    sections = long_track.truth.sections
+    for section in sections:
+        chunk = mono[int(section.start_s * SR): int(section.end_s * SR)]
+        assert section.energy.level_db == pytest.approx(
+            20 * np.log10(np.sqrt(np.mean(chunk**2))), abs=1.0)
+    bounds = [(s.start_s, s.end_s) for s in sections]
+    hits = [s.energy.density for s in sections]
+    loud = section_energy(long_track.audio, SR, bounds, hits)
+    quiet = section_energy(0.1 * long_track.audio, SR, bounds, hits)
+    for a, b in zip(loud, quiet, strict=True):
+        assert a.level_db - b.level_db == pytest.approx(20.0, abs=0.01)
+        assert a.overall - b.overall == pytest.approx(20.0 / -ENERGY_FLOOR_DB, abs=1e-3)
+    assert max(e.overall for e in quiet) < min(e.overall for e in loud if e.level_db > -30)
+
+
 def test_sub_bass_only_in_drops_and_no_kick_in_breakdown(long_track) -> None:
     by_label = {s.label: s for s in long_track.truth.sections}
     drop, breakdown, buildup = by_label["drop"], by_label["breakdown"], by_label["buildup"]
-    assert drop.energy.bass > 10 * breakdown.energy.bass
+    # Energy is linear in dB (-60 dB -> 0, 0 dB -> 1): the drop's bass is over 20 dB louder.
+    assert (drop.energy.bass - breakdown.energy.bass) * -ENERGY_FLOOR_DB > 20.0
     assert drop.energy.overall > breakdown.energy.overall
     assert buildup.energy.tension > 0.3 > drop.energy.tension  # risers and rolls rise
     assert breakdown.energy.density == 0.0  # no drums at all

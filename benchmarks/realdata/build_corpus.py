@@ -306,24 +306,25 @@ def render(items: dict[str, Item], out: Path, max_minutes: float, timeout_s: flo
 
 
 def section_energy(audio: np.ndarray, sample_rate: int, sections: list) -> list[float | None]:
-    """RMS level (dB) of each section, scaled to [0, 1] between the track's quietest and
-    loudest section."""
+    """RMS level (dB re full scale) of each section; None for a section with no samples.
+
+    The annotation stores it on edm's fixed energy scale (:func:`edm.data.schema.energy_from_db`,
+    -60 dB -> 0, 0 dB -> 1), the scale ``edm analyze`` reports, not rescaled per track."""
+    from edm.data.schema import level_db
+
     mono = audio.mean(axis=1) if audio.ndim == 2 else audio
-    levels = []
+    levels: list[float | None] = []
     for section in sections:
         chunk = mono[int(section.start_s * sample_rate):int(section.end_s * sample_rate)]
-        rms = float(np.sqrt(np.mean(np.square(chunk)))) if len(chunk) else 0.0
-        levels.append(20 * np.log10(max(rms, 1e-6)))
-    levels = np.array(levels)
-    if len(levels) == 0 or np.ptp(levels) == 0:
-        return [None] * len(levels)
-    return [round(float(v), 4) for v in (levels - levels.min()) / np.ptp(levels)]
+        levels.append(round(float(level_db(np.sqrt(np.mean(np.square(chunk, dtype=np.float64))))),
+                            2) if len(chunk) else None)
+    return levels
 
 
 def annotate(items: dict[str, Item], out: Path, save: callable, min_seconds: float) -> None:
     import soundfile as sf
 
-    from edm.data.schema import EnergyData, save_annotation
+    from edm.data.schema import EnergyData, energy_from_db, save_annotation
     from edm.data.truth import TruthError, read_truth
 
     folder = out / "annotations"
@@ -358,9 +359,10 @@ def annotate(items: dict[str, Item], out: Path, save: callable, min_seconds: flo
                 save()
                 continue
             levels = section_energy(audio, rate, annotation.sections)
-            sections = [s.model_copy(update={"energy": EnergyData(overall=v)})
-                        if v is not None else s for s, v in zip(annotation.sections, levels,
-                                                                 strict=True)]
+            sections = [s.model_copy(update={"energy": EnergyData(
+                            overall=round(float(energy_from_db(db)), 4), level_db=db)})
+                        if db is not None else s for s, db in zip(annotation.sections, levels,
+                                                                  strict=True)]
             annotation = annotation.model_copy(update={"sections": sections})
         provenance = {**annotation.metadata.provenance, "repo": item.repo,
                       "commit": item.commit, "path": item.path, "licence": item.licence}

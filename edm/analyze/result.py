@@ -26,6 +26,13 @@ boundaries). A ``*_confidence`` list is aligned with its events: the head's prob
 each one (:func:`Analysis.confidence_at`), ``null`` when the model did not give it (the beat
 head fell silent and onsets found the beats). ``annotation`` is what ``edm evaluate``
 (``edm.evaluate.load_prediction``) and ``edm data`` read back.
+
+A section's ``energy`` (:class:`~edm.data.schema.EnergyData`) is absolute, comparable across
+tracks: ``overall``/``bass``/``mid``/``high`` are the section's RMS level in dB re full scale
+(whole signal / 20–150 Hz / 150–2500 Hz / 2.5–11 kHz) mapped −60 dB → 0, 0 dB → 1, and
+``level_db`` is ``overall``'s level in dB; ``density`` is onsets per beat, ``brightness`` the
+spectral centroid in Hz, ``tension`` how much ``overall`` rises across the section (same
+scale), ``rating`` a human 1–10 rating.
 """
 
 from __future__ import annotations

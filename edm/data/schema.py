@@ -139,20 +139,57 @@ class Cue(_Model):
         return self.end_s is not None
 
 
-class EnergyData(_Model):
-    """Energy of one section. Band values are in [0, 1] relative to the track unless rated.
+#: The energy scale's floor: a level this many dB below full scale (or quieter) is energy 0.
+ENERGY_FLOOR_DB = -60.0
 
+
+def level_db(rms: float | np.ndarray) -> float | np.ndarray:
+    """RMS amplitude → level in dB re full scale, ``20·log10(rms)`` (a full-scale square wave
+    is 0 dB, a full-scale sine −3.0 dB, as it reads −3.0 LUFS; digital silence −200 dB).
+
+    >>> round(float(level_db(0.1)), 1), round(float(level_db(np.sqrt(0.5))), 2)
+    (-20.0, -3.01)
+    """
+    return 20.0 * np.log10(np.maximum(rms, 1e-10))
+
+
+def energy_from_db(db: float | np.ndarray) -> float | np.ndarray:
+    """The fixed energy scale: a level in dB re full scale → [0, 1], linear in dB.
+
+    :data:`ENERGY_FLOOR_DB` (−60 dB) and below → 0, 0 dB → 1: 0.1 of energy is 6 dB, so two
+    sections 20 dB apart differ by 1/3 whatever the track, and a quiet master's loudest section
+    scores below a loud master's. The one mapping behind :class:`EnergyData`'s band fields.
+
+    >>> [round(float(energy_from_db(db)), 3) for db in (-80.0, -60.0, -20.0, -6.0, 0.0, 3.0)]
+    [0.0, 0.0, 0.667, 0.9, 1.0, 1.0]
+    """
+    return np.clip(1.0 - np.asarray(db, dtype=float) / ENERGY_FLOOR_DB, 0.0, 1.0)
+
+
+class EnergyData(_Model):
+    """Energy of one section; measured values mean the same in every track.
+
+    ``overall``/``bass``/``mid``/``high`` are on the fixed scale of :func:`energy_from_db`:
+    the section's RMS level in dB re full scale (whole signal / 20–150 Hz / 150–2500 Hz /
+    2.5–11 kHz), −60 dB → 0, 0 dB → 1, unweighted (not LUFS). ``level_db`` is ``overall``'s
+    level itself. ``density`` is onsets per beat (1.0 = one onset a beat, a four-on-the-floor
+    kick alone; 0 = no onsets), ``brightness`` the spectral centroid in Hz (not mapped to
+    [0, 1]), ``tension`` how much ``overall`` rises from the section's start to its end, on
+    the same scale (a line fitted to the energy of 0.5-s blocks; +0.2 is a 12 dB riser).
     ``rating`` is a human rating on a 1–10 scale (e.g. from an "Energy 7" comment);
     ``curve`` is an optional per-beat or per-bar energy curve.
     """
 
-    overall: float | None = None
-    bass: float | None = None
-    mid: float | None = None
-    high: float | None = None
+    overall: float | None = Field(default=None, description="RMS level, -60 dB -> 0, 0 dB -> 1.")
+    bass: float | None = Field(default=None, description="20-150 Hz level on overall's scale.")
+    mid: float | None = Field(default=None, description="150-2500 Hz level on overall's scale.")
+    high: float | None = Field(default=None, description="2.5-11 kHz level on overall's scale.")
+    level_db: float | None = Field(default=None, description="RMS level, dB re full scale.")
     density: float | None = Field(default=None, description="Onsets per beat.")
     brightness: float | None = Field(default=None, description="Spectral centroid, Hz.")
-    tension: float | None = Field(default=None, description="Energy slope / riser strength.")
+    tension: float | None = Field(
+        default=None, description="Rise of overall across the section (end - start)."
+    )
     rating: float | None = Field(default=None, ge=0, le=10)
     curve: list[float] | None = None
 

@@ -2,13 +2,14 @@
 
 Features of a section (:func:`section_features`): the mean and standard deviation of the
 embeddings over the section; the mean of each audio descriptor, both raw and relative to the
-track's loudest section (energy labels are relative to the track: the loudest section is 1.0);
+track's loudest section (how a section stands within its track, which human ratings follow);
 the section's position in the track and its length.
 
 Targets (:func:`energy_targets`): ``overall``, ``bass``, ``mid``, ``high`` in [0, 1] and
 ``rating`` (1–10) wherever an annotation's sections carry them. A track without any energy
-labels contributes descriptor-derived targets instead (:func:`descriptor_targets`: band RMS
-relative to the track's loudest section), which is what "energy" means when nobody rated it.
+labels contributes descriptor-derived targets instead (:func:`descriptor_targets`: each
+band's RMS level on the fixed scale of :func:`edm.data.schema.energy_from_db`, −60 dB re full
+scale → 0, 0 dB → 1), which is what "energy" means when nobody rated it.
 
 Examples
 --------
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from edm.data.schema import EnergyData, Section, TrackAnnotation
+from edm.data.schema import EnergyData, Section, TrackAnnotation, energy_from_db, level_db
 from edm.heads.activations import span
 
 #: What the head predicts, and the range each prediction is clipped to.
@@ -124,28 +125,40 @@ def section_rms(
     ])
 
 
+def section_db(
+    descriptors: Mapping[str, np.ndarray],
+    sections: Sequence[Section | tuple[float, float]],
+    frames_per_second: float,
+) -> dict[str, np.ndarray]:
+    """RMS level of each section in dB re full scale, per band of :data:`LEVEL_BANDS`
+    (:func:`section_rms` of the band's descriptor, :func:`edm.data.schema.level_db`)."""
+    return {
+        name: np.asarray(level_db(section_rms(descriptors[source], sections, frames_per_second)))
+        for name, source in LEVEL_BANDS.items()
+        if source in descriptors and len(descriptors[source])
+    }
+
+
 def section_levels(
     descriptors: Mapping[str, np.ndarray],
     sections: Sequence[Section | tuple[float, float]],
     frames_per_second: float,
 ) -> dict[str, np.ndarray]:
-    """Level of each section relative to the track's loudest section (1.0), per band.
+    """Energy of each section per band, on a fixed scale that means the same in every track.
 
     The one definition of descriptor energy: :data:`LEVEL_BANDS` ``overall``/``bass``/
-    ``mid``/``high`` are the RMS of the ``rms``/``bass``/``mid``/``high`` descriptor over the
-    section divided by the largest such RMS among the track's sections. Decoding reports it
-    (:mod:`edm.decode.energy`) and the energy head learns it where nobody rated a track.
+    ``mid``/``high`` are the section's RMS level of the ``rms``/``bass``/``mid``/``high``
+    descriptor (:func:`section_db`) through :func:`edm.data.schema.energy_from_db` (−60 dB re
+    full scale → 0, 0 dB → 1). Nothing is rescaled per track: a quiet master's loudest section
+    stays below a loud master's. Decoding reports it (:mod:`edm.decode.energy`) and the energy
+    head learns it where nobody rated a track.
 
-    >>> levels = section_levels({"rms": np.array([1.0, 1.0, 2.0, 2.0])}, [(0, 2), (2, 4)], 1.0)
-    >>> levels["overall"].tolist()
-    [0.5, 1.0]
+    >>> rms = np.array([0.01, 0.01, 0.1, 0.1])  # -40 dB, then -20 dB
+    >>> section_levels({"rms": rms}, [(0, 2), (2, 4)], 1.0)["overall"].round(3).tolist()
+    [0.333, 0.667]
     """
-    levels = {}
-    for name, source in LEVEL_BANDS.items():
-        if source in descriptors and len(descriptors[source]):
-            rms = section_rms(descriptors[source], sections, frames_per_second)
-            levels[name] = rms / max(float(np.max(rms, initial=0.0)), 1e-9)
-    return levels
+    return {name: np.asarray(energy_from_db(db))
+            for name, db in section_db(descriptors, sections, frames_per_second).items()}
 
 
 def descriptor_targets(

@@ -1,28 +1,31 @@
 """Per-section energy measured from the rendered mix, so the labels describe what is audible.
 
 Bands: bass below 200 Hz (kick, sub, bass), mid 200 Hz – 2.5 kHz (chords, leads, snare body),
-high above 2.5 kHz (hats, noise, air). Each band's value is the section's RMS amplitude in that
-band divided by the loudest section's, so the loudest section of the track scores 1.0 and every
-value lies in [0, 1]. ``density`` (drum hits per beat) comes from the score, ``brightness`` is
-the mean spectral centroid and ``tension`` the normalised energy slope across the section
-(positive in build-ups).
+high above 2.5 kHz (hats, noise, air). Each band's value is the section's RMS level in that
+band in dB re full scale on the fixed scale of :func:`edm.data.schema.energy_from_db` (−60 dB →
+0, 0 dB → 1), the scale edm's analysis reports, so a quiet mix scores lower than a loud one;
+``level_db`` is the whole mix's level. ``density`` (drum hits per beat)
+comes from the score, ``brightness`` is the mean spectral centroid (Hz) and ``tension`` the
+energy slope across the section relative to its mean level (positive in build-ups).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from edm.data.schema import EnergyData
+from edm.data.schema import EnergyData, energy_from_db, level_db
 
 BANDS_HZ = {"bass": (20.0, 200.0), "mid": (200.0, 2500.0), "high": (2500.0, 20000.0)}
 _FRAME = 4096
 
 
 def band_powers(mono: np.ndarray, sample_rate: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Frame centre times (s) and per-frame mean power in each band (non-overlapping frames)."""
+    """Frame centre times (s) and per-frame power in each band (non-overlapping frames),
+    scaled so that the whole spectrum's sums to the frame's mean square (Parseval)."""
     n_frames = len(mono) // _FRAME
-    frames = mono[: n_frames * _FRAME].reshape(n_frames, _FRAME) * np.hanning(_FRAME)
-    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    window = np.hanning(_FRAME)
+    frames = mono[: n_frames * _FRAME].reshape(n_frames, _FRAME) * window
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2 * (2.0 / (_FRAME * np.sum(window**2)))
     freqs = np.fft.rfftfreq(_FRAME, 1.0 / sample_rate)
     bands = {
         name: power[:, (freqs >= low) & (freqs < high)].sum(axis=1)
@@ -59,13 +62,15 @@ def section_energy(
         slope = np.polyfit(np.arange(len(loud)), loud, 1)[0] * len(loud) if len(loud) > 2 else 0.0
         extra.append((float(bands["centroid_hz"][inside].mean()),
                       float(slope / max(loud.mean(), 1e-12))))
-    top = {name: max(max(values), 1e-12) for name, values in raw.items()}
+    db = {name: level_db(np.asarray(values)) for name, values in raw.items()}
+    level = {name: energy_from_db(values) for name, values in db.items()}
     return [
         EnergyData(
-            overall=round(raw["overall"][i] / top["overall"], 4),
-            bass=round(raw["bass"][i] / top["bass"], 4),
-            mid=round(raw["mid"][i] / top["mid"], 4),
-            high=round(raw["high"][i] / top["high"], 4),
+            overall=round(float(level["overall"][i]), 4),
+            bass=round(float(level["bass"][i]), 4),
+            mid=round(float(level["mid"][i]), 4),
+            high=round(float(level["high"][i]), 4),
+            level_db=round(float(db["overall"][i]), 2),
             density=round(hits_per_beat[i], 3),
             brightness=round(extra[i][0], 1),
             tension=round(extra[i][1], 4),
