@@ -295,3 +295,41 @@ def test_unsure_section_head_gives_no_label_and_confidence_per_section() -> None
     assert all(c.boundary > 0.6 for c in confidence[1:])
     assert all(c.label == pytest.approx(0.2) for c in confidence)
     assert all(c.beats > 0.7 for c in confidence)
+
+
+def test_four_and_twelve_bar_sections_survive_the_phrase_prior() -> None:
+    """A 12-bar and a 4-bar section (16 -> 28 -> 32), heard in the arrangement and half-seen by
+    the head (0.5), are kept: the phrase prior is a cost, not a filter."""
+    grid = [TempoSegment(start_s=0.5, bpm=128.0)]
+    duration = 150.0
+    act, beats, downbeats = activations_for(grid, duration, seed=3)
+    n = act.n_frames
+    changes = [16, 28, 32, 48, 64]
+    descriptors = drum_descriptors(beats, n, level=arrangement(downbeats, changes, n))
+    boundary = np.maximum(act.boundary, 0.5 * bumps(downbeats[changes], n, width_frames=3))
+    half_seen = Activations(act.beat, act.downbeat, boundary, FPS)
+    found = decode_boundaries(half_seen, decode_beats(half_seen), descriptors=descriptors)
+    np.testing.assert_allclose(found, downbeats[changes], atol=0.02)
+
+
+def test_a_steady_track_and_a_riser_make_no_boundaries() -> None:
+    """The same drum part for 110 s (58 bars, under the 64-bar longest section) with the head
+    at its noise floor: no boundary; a riser climbing 8 dB over 16 bars inside a section does
+    not split it either."""
+    grid = [TempoSegment(start_s=0.5, bpm=128.0)]
+    duration = 110.0
+    act, beats, downbeats = activations_for(grid, duration, seed=5)
+    n = act.n_frames
+    steady = drum_descriptors(beats, n)
+    decoded = decode_beats(act, descriptors=steady)
+    assert len(decode_boundaries(act, decoded, descriptors=steady)) == 0
+    t = np.arange(n) / FPS
+    start, end = downbeats[24], downbeats[40]
+    level = np.where(t >= end, 1.0, 0.4)
+    level = np.where((t >= start) & (t < end), 0.4 + 0.6 * 10 ** (-8 / 20) * (t - start)
+                     / (end - start), level)
+    riser = drum_descriptors(beats, n, level=level)
+    boundary = np.maximum(act.boundary, 0.8 * bumps([end], n, width_frames=3))
+    heard = Activations(act.beat, act.downbeat, boundary, FPS)
+    found = decode_boundaries(heard, decode_beats(heard), descriptors=riser)
+    np.testing.assert_allclose(found, [end], atol=0.02)
