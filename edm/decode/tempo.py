@@ -196,14 +196,17 @@ def accent_envelope(descriptors: dict[str, np.ndarray] | None, n_frames: int) ->
     return np.clip(accent / top, 0.0, 1.0)
 
 
-def _autocorr_periods(activation: np.ndarray, fps: float, n: int = 4) -> list[float]:
-    """The ``n`` strongest autocorrelation lags (frames, sub-frame) within the search range."""
+def _autocorr_periods(
+    activation: np.ndarray, fps: float, n: int = 4, beats: int = 1
+) -> list[float]:
+    """The ``n`` strongest autocorrelation lags (frames, sub-frame) within the search range
+    for a period of ``beats`` beats (4: bar lengths)."""
     x = activation - activation.mean()
     size = 1 << int(np.ceil(np.log2(2 * len(x))))
     spectrum = np.fft.rfft(x, size)
     ac = np.fft.irfft(spectrum * np.conj(spectrum))[: len(x)]
-    lo = max(2, int(np.floor(60.0 * fps / SEARCH_MAX_BPM)))
-    hi = min(len(ac) - 2, int(np.ceil(60.0 * fps / SEARCH_MIN_BPM)))
+    lo = max(2, int(np.floor(beats * 60.0 * fps / SEARCH_MAX_BPM)))
+    hi = min(len(ac) - 2, int(np.ceil(beats * 60.0 * fps / SEARCH_MIN_BPM)))
     if hi <= lo:
         return []
     lags = find_peaks(ac[lo : hi + 1])
@@ -218,7 +221,7 @@ def estimate_tempo(
     min_bpm: float | None = None, max_bpm: float | None = None,
 ) -> float:
     """Global tempo in BPM from the beat activation (and ``accent``, see
-    :func:`accent_envelope`), octave-checked with the downbeats.
+    :func:`accent_envelope`), checked against the bars of a confident downbeat head.
 
     Raises :class:`DecodeError` when neither has peaks (silence).
     """
@@ -231,24 +234,52 @@ def estimate_tempo(
         activation, peaks, accent, accent_peaks = accent, accent_peaks, None, None
     else:
         activation = activations.beat
+    bars = confident_bars(activations.downbeat, fps)
     period = best_period(activation, peaks, min_bpm, max_bpm, accent=accent,
-                         accent_peaks=accent_peaks)
-    period = _octave_check_with_downbeats(activations.downbeat, period, fps)
+                         accent_peaks=accent_peaks, bars=bars)
+    if bars is not None:
+        period = _octave_check_with_downbeats(bars, period, fps)
     return 60.0 * fps / period
+
+
+def confident_bars(downbeat: np.ndarray, fps: float) -> Peaks | None:
+    """The downbeat head's peaks when it is confident enough to vote on the tempo: peaks of at
+    least :data:`_CONFIDENT_DOWNBEAT` on a quarter of the bars the track would have at
+    :data:`PRIOR_CENTRE_BPM` (and at least 4); None otherwise, so a head unsure of the bars
+    cannot undo the tempo prior."""
+    peaks = activation_peaks(downbeat, fps)
+    confident = peaks.heights >= _CONFIDENT_DOWNBEAT
+    n_bars = len(downbeat) / (4 * 60.0 * fps / PRIOR_CENTRE_BPM)
+    if confident.sum() < max(4.0, 0.25 * n_bars):
+        return None
+    return peaks
 
 
 def best_period(
     activation: np.ndarray, peaks: Peaks, min_bpm: float | None, max_bpm: float | None, *,
     accent: np.ndarray | None = None, accent_peaks: Peaks | None = None,
+    bars: Peaks | None = None,
 ) -> float:
-    """The period (frames) whose grid best explains ``peaks`` (and ``accent_peaks``: the
-    geometric mean of both scores), times the tempo prior."""
+    """The period (frames) whose grid best explains ``peaks``, times the tempo prior.
+
+    With ``accent_peaks`` (kick/snare) and ``bars`` (confident downbeat peaks) the score is
+    the geometric mean of the beat score, the accent score and the bar score — how well a
+    grid of four beats explains the downbeats. The bars settle what beat evidence alone
+    cannot: a 180-BPM shuffle fits a 120-BPM beat grid almost as well (2:3), but its bars are
+    1.33 s, not 2 s. Candidates: the strongest autocorrelation lags of each evidence (a
+    quarter of the bar lags) and their 1/2, 2/3, 3/2 and 2 multiples.
+    """
     fps = peaks.frames_per_second
     tolerance = MATCH_TOLERANCE_S * fps
     use_accent = accent is not None and accent_peaks is not None and len(accent_peaks) >= 4
     proposals = _autocorr_periods(activation, fps)
     if use_accent:
         proposals += _autocorr_periods(accent, fps, n=2)
+    if bars is not None:
+        bar_activation = np.zeros(len(activation))
+        at = np.clip(np.round(bars.frames).astype(int), 0, len(activation) - 1)
+        bar_activation[at] = bars.heights
+        proposals += [lag / 4 for lag in _autocorr_periods(bar_activation, fps, n=2, beats=4)]
     candidates: set[float] = set()
     for period in proposals or [60.0 * fps / 120.0]:
         for ratio in (0.5, 2.0 / 3.0, 1.0, 1.5, 2.0):
@@ -259,30 +290,26 @@ def best_period(
         bpm = 60.0 * fps / period
         if not SEARCH_MIN_BPM <= bpm <= SEARCH_MAX_BPM:
             continue
-        score = _windowed_score(period, peaks, tolerance)
+        scores = [_windowed_score(period, peaks, tolerance)]
         if use_accent:
-            score = float(np.sqrt(score * _windowed_score(period, accent_peaks, tolerance)))
+            scores.append(_windowed_score(period, accent_peaks, tolerance))
+        if bars is not None:
+            scores.append(_windowed_score(4 * period, bars, 2 * tolerance))
+        score = float(np.prod(scores) ** (1.0 / len(scores)))
         scored.append((score * tempo_prior(bpm, min_bpm, max_bpm), period))
     if not scored:
         raise DecodeError("no tempo candidate in the search range")
     return max(scored)[1]
 
 
-def _octave_check_with_downbeats(downbeat: np.ndarray, period: float, fps: float) -> float:
-    """Halve or double the beat period when the downbeats say a bar is not four beats.
-
-    Only a clear verdict of a confident downbeat head (peaks of at least
-    :data:`_CONFIDENT_DOWNBEAT` on a quarter of the bars, 25 % better than four beats per bar)
-    changes the tempo: a head unsure of the bars would otherwise undo the tempo prior.
-    """
-    peaks = activation_peaks(downbeat, fps)
-    confident = peaks.heights >= _CONFIDENT_DOWNBEAT
-    bars = len(downbeat) / (4 * period)
-    if confident.sum() < max(4.0, 0.25 * bars):
-        return period
+def _octave_check_with_downbeats(bars: Peaks, period: float, fps: float) -> float:
+    """Halve or double the beat period when the confident downbeats say a bar is not four
+    beats: the bar score inside :func:`best_period` separates 2:3 and 3:4 errors, but
+    averaged with the beat scores it is too weak to overturn the prior on an octave, so the
+    downbeat grid alone decides the octave here (25 % better than four beats per bar)."""
     tolerance = MATCH_TOLERANCE_S * fps * 2
     scores = {
-        beats: grid_fit(period * beats, peaks.frames, peaks.heights, tolerance)[1]
+        beats: grid_fit(period * beats, bars.frames, bars.heights, tolerance)[1]
         for beats in (2, 4, 8)
     }
     best = max(scores, key=lambda beats: scores[beats])
