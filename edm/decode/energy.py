@@ -53,10 +53,9 @@ def block_energy(rms: np.ndarray, frames_per_second: float) -> np.ndarray:
     :data:`TENSION_BLOCK_S` blocks of per-frame RMS (a last partial block is dropped unless it
     is the only one)."""
     rms = np.asarray(rms, dtype=float)
-    size = max(1, round(TENSION_BLOCK_S * frames_per_second))
-    n = max(len(rms) // size, 1 if len(rms) else 0)
-    blocks = [rms[i * size:(i + 1) * size] for i in range(n)]
-    return np.asarray([energy_from_db(level_db(np.sqrt(np.mean(np.square(b))))) for b in blocks])
+    size = min(max(1, round(TENSION_BLOCK_S * frames_per_second)), max(len(rms), 1))
+    power = np.square(rms[: len(rms) // size * size]).reshape(-1, size).mean(axis=1)
+    return np.asarray(energy_from_db(level_db(np.sqrt(power))))
 
 
 def onset_times(onset: np.ndarray | None, frames_per_second: float) -> np.ndarray:
