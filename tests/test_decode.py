@@ -333,3 +333,20 @@ def test_a_steady_track_and_a_riser_make_no_boundaries() -> None:
     heard = Activations(act.beat, act.downbeat, boundary, FPS)
     found = decode_boundaries(heard, decode_beats(heard), descriptors=riser)
     np.testing.assert_allclose(found, [end], atol=0.02)
+
+
+def test_a_two_bar_pickup_before_the_arrangement_is_its_own_section() -> None:
+    """The audio starts two bars before the arrangement's first bar (a pickup, a count-in):
+    that short first section is kept, though inner sections stay at least four bars."""
+    grid = [TempoSegment(start_s=0.5, bpm=128.0)]
+    duration = 100.0
+    act, beats, downbeats = activations_for(grid, duration, seed=7)
+    n = act.n_frames
+    changes = [2, 18, 34]
+    descriptors = drum_descriptors(beats, n, level=arrangement(downbeats, changes, n))
+    boundary = np.maximum(act.boundary, 0.6 * bumps(downbeats[changes], n, width_frames=3))
+    heard = Activations(act.beat, act.downbeat, boundary, FPS)
+    decoded = decode_beats(heard, descriptors=descriptors)
+    found = decode_boundaries(heard, decoded, descriptors=descriptors)
+    np.testing.assert_allclose(found, downbeats[changes], atol=0.02)
+    assert np.all(np.diff(found) >= 4 * 4 * decoded.beat_period_s - 0.02)

@@ -47,6 +47,8 @@ NOVELTY_SHARE = 0.5
 _LOCAL_BARS = 9
 _CHANGE_PERCENTILE = 90
 _MIN_CHANGE_SCALE = 1.0
+#: The first section (track start to first boundary) is at least this many bars.
+_MIN_FIRST_SECTION_BARS = 2
 #: A section-head label below this mean probability is no label (None).
 LABEL_MIN_PROBABILITY = 0.4
 
@@ -123,11 +125,16 @@ def decode_boundaries(
     best[0] = 0.0
     for i in range(1, n + 1):
         if i < n:
+            # The first section may be short (from _MIN_FIRST_SECTION_BARS) and costs
+            # nothing: the grid's first downbeat is where the audio starts, often a pickup
+            # or a few bars before the arrangement's first bar.
             js = np.arange(max(0, i - max_section_bars), i - min_section_bars + 1)
+            if _MIN_FIRST_SECTION_BARS <= i < min_section_bars:
+                js = np.zeros(1, dtype=int)
             gain = evidence[i] - threshold
-            # The last section may be cut short by the track end: no phrase cost for it.
-            extra = -cost[i - js]
+            extra = np.where(js == 0, 0.0, -cost[i - js])
         else:
+            # The last section may be cut short by the track end: no phrase cost for it.
             js = np.arange(max(0, i - max_section_bars), i)
             gain, extra = 0.0, np.zeros(len(js))
         if len(js) == 0:
