@@ -6,8 +6,9 @@
   proposes periods; each candidate and its octaves is scored by how well a regular grid
   explains the peaks (precision × recall; with accents, the geometric mean of both scores),
   weighted by an EDM tempo prior: a log-normal around 132 BPM, so 128 beats 64 and 174
-  beats 58. The bars then check the octave: a bar must be four beats long, by the
-  downbeat activation.
+  beats 58. A confident downbeat head (:func:`confident_bars`) adds a bar score — four
+  beats must explain the downbeats — to every candidate, which settles 2:3 errors of
+  shuffled grooves (120 for 180), and then checks the octave on its own.
 - :func:`grid_fit` — best phase of a regular grid and its F-score against peaks.
 - :func:`local_tempi` and :func:`tempo_runs` — windowed local tempo and the stretches of one
   tempo that become grid segments (:mod:`edm.decode.beats`).
