@@ -27,8 +27,8 @@ Stages, one module each
    from the downbeat activation and the arrangement changes (:mod:`edm.decode.novelty`).
    :attr:`BeatGrid.confidence` says how strongly the heads fire on the result.
 3. :mod:`edm.decode.sections` — :func:`decode_sections`: boundary candidates on downbeats
-   (boundary head, and arrangement change where the head is unsure), chosen by dynamic
-   programming against a cost for sections that are not whole phrases; labels from the
+   (boundary head blended with the arrangement change over 1, 2 and 4 bars), chosen by
+   dynamic programming against a cost for sections that are not whole phrases; labels from the
    section head (None when it is unsure); :func:`section_confidence` per section.
 4. :mod:`edm.decode.energy` — :func:`section_energy`: per-section energy from the
    descriptors; :func:`merge_energy` puts the energy head's predictions over it.

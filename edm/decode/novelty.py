@@ -5,8 +5,8 @@ onset density and brightness together; within a section they repeat bar after ba
 distance between the mean descriptors of the ``width`` beats before and after a beat is
 high where sections start and low inside them (Foote's novelty, on beat-synchronous
 descriptors instead of a self-similarity kernel). Decoding uses it twice: the bar phase
-(downbeats are where changes happen, :mod:`edm.decode.beats`) and boundary evidence where
-the boundary head is unsure (:mod:`edm.decode.sections`).
+(downbeats are where changes happen, :mod:`edm.decode.beats`) and, over 1, 2 and 4 bars,
+half of the boundary evidence beside the boundary head (:mod:`edm.decode.sections`).
 
 >>> fps, n = 10.0, 400
 >>> times = np.arange(0.0, 40.0, 0.5)

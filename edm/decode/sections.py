@@ -107,7 +107,8 @@ def decode_boundaries(
     Each downbeat gets its :func:`boundary_evidence`; dynamic programming picks the set of
     downbeats that maximises ``sum(evidence - threshold)`` minus a cost for sections that are
     not whole phrases (multiples of 8 bars cost nothing, 4 bars a little, odd lengths most),
-    with sections of ``min_section_bars`` to ``max_section_bars`` bars; a longer stretch is
+    with sections of ``min_section_bars`` to ``max_section_bars`` bars (the first one from
+    :data:`_MIN_FIRST_SECTION_BARS`, free of phrase cost like the last); a longer stretch is
     split at its best-evidence downbeat.
     """
     downbeats = grid.downbeats
