@@ -47,6 +47,11 @@ NOVELTY_SHARE = 0.5
 _LOCAL_BARS = 9
 _CHANGE_PERCENTILE = 90
 _MIN_CHANGE_SCALE = 1.0
+#: Evidence a boundary must beat by default. The blend's change half is near 0 inside a
+#: section, so its noise floor is about half the head's: the head alone (no descriptors)
+#: needs more. Chosen on training-side real tracks, among them activations of a model fitted
+#: without them (issue 15, ``benchmarks/RESULTS.md``).
+THRESHOLD = {"blend": 0.15, "head": 0.25}
 #: The first section (track start to first boundary) is at least this many bars.
 _MIN_FIRST_SECTION_BARS = 2
 #: A section-head label below this mean probability is no label (None).
@@ -80,25 +85,31 @@ def bar_change(
     return product ** (1.0 / len(NOVELTY_BARS))
 
 
+def _head_evidence(activations: Activations, grid: BeatGrid) -> np.ndarray:
+    """The boundary head's strongest value within half a beat of each downbeat."""
+    fps = activations.frames_per_second
+    half_beat = max(1, to_frame(0.5 * grid.beat_period_s, fps))
+    pooled = maximum_filter1d(np.asarray(activations.boundary, float), size=2 * half_beat + 1)
+    return pooled[np.clip(to_frame(grid.downbeats, fps), 0, len(pooled) - 1)]
+
+
+def _blend(head: np.ndarray, change: np.ndarray | None) -> np.ndarray:
+    return head if change is None else (1.0 - NOVELTY_SHARE) * head + NOVELTY_SHARE * change
+
+
 def boundary_evidence(
     activations: Activations, grid: BeatGrid, descriptors: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Evidence for a section start at each downbeat, 0–1: the boundary head's strongest value
     within half a beat, blended with the arrangement change (:func:`bar_change`, share
     :data:`NOVELTY_SHARE`); the head alone without descriptors."""
-    fps = activations.frames_per_second
-    downbeats = grid.downbeats
-    half_beat = max(1, to_frame(0.5 * grid.beat_period_s, fps))
-    pooled = maximum_filter1d(np.asarray(activations.boundary, float), size=2 * half_beat + 1)
-    evidence = pooled[np.clip(to_frame(downbeats, fps), 0, len(pooled) - 1)]
-    change = bar_change(descriptors, fps, downbeats, activations.n_frames)
-    if change is None:
-        return evidence
-    return (1.0 - NOVELTY_SHARE) * evidence + NOVELTY_SHARE * change
+    change = bar_change(descriptors, activations.frames_per_second, grid.downbeats,
+                        activations.n_frames)
+    return _blend(_head_evidence(activations, grid), change)
 
 
 def decode_boundaries(
-    activations: Activations, grid: BeatGrid, *, threshold: float = 0.2,
+    activations: Activations, grid: BeatGrid, *, threshold: float | None = None,
     min_section_bars: int = 4, max_section_bars: int = 64,
     descriptors: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
@@ -109,12 +120,17 @@ def decode_boundaries(
     not whole phrases (multiples of 8 bars cost nothing, 4 bars a little, odd lengths most),
     with sections of ``min_section_bars`` to ``max_section_bars`` bars (the first one from
     :data:`_MIN_FIRST_SECTION_BARS`, free of phrase cost like the last); a longer stretch is
-    split at its best-evidence downbeat.
+    split at its best-evidence downbeat. ``threshold`` defaults to :data:`THRESHOLD` for the
+    evidence at hand (blend, or head alone without descriptors).
     """
     downbeats = grid.downbeats
     if len(downbeats) < 2:
         return np.zeros(0)
-    evidence = boundary_evidence(activations, grid, descriptors)
+    change = bar_change(descriptors, activations.frames_per_second, downbeats,
+                        activations.n_frames)
+    evidence = _blend(_head_evidence(activations, grid), change)
+    if threshold is None:
+        threshold = THRESHOLD["head" if change is None else "blend"]
     # Heads fire where the audio stops; a "section" in the last two bars is the track's end.
     end_s = activations.n_frames / activations.frames_per_second
     evidence[downbeats > end_s - 8 * grid.beat_period_s] = 0.0
@@ -214,7 +230,7 @@ def section_confidence(
 
 def decode_sections(
     activations: Activations, grid: BeatGrid, *, descriptors: dict[str, np.ndarray] | None = None,
-    duration_s: float | None = None, threshold: float = 0.2,
+    duration_s: float | None = None, threshold: float | None = None,
 ) -> list[Section]:
     """Sections covering the track: boundaries on downbeats, labels, energy from descriptors.
 
