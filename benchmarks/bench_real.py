@@ -57,6 +57,7 @@ from bench_peers import (
 
 from edm.data.schema import Cue, Metadata, Tier, TrackAnnotation, load_annotation
 from edm.evaluate import METRICS, Events, evaluate_events, mean_scores
+from edm.heads.config import TrainConfig
 
 SHOWN = ("beat_f", "beat_cmlt", "beat_amlt", "downbeat_f", "tempo_acc1", "tempo_acc2",
          "boundary_f_0.5s", "boundary_f_3s", "energy_spearman")
@@ -118,7 +119,6 @@ def fit_dj_model(train: list[tuple[dict, TrackAnnotation]], test_audio: list[Pat
     from edm.data.rekordbox import read_rekordbox_xml, write_rekordbox_xml
     from edm.data.schema import annotation_filename, save_annotation
     from edm.heads.fit import fit_from_store
-    from edm.heads.train import TrainConfig
     from edm.store.embed import embed_library
 
     rng = np.random.default_rng(seed)
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="Cap on held-out tracks (whole groups are still kept apart).")
     parser.add_argument("--excerpt-s", type=float, default=120.0,
                         help="Score the first N seconds of each held-out track (default 120).")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--refit", action="store_true",
                         help="Fit the DJ-case model again even if WORK/dj_model exists.")
