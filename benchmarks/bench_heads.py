@@ -139,7 +139,8 @@ def main() -> None:
     parser.add_argument("--test", type=Path, required=True)
     parser.add_argument("--store", type=Path, required=True)
     parser.add_argument("--make", type=int, nargs=2, metavar=("TRAIN", "TEST"))
-    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs,
+                        help="Default: TrainConfig's (16, at least 60 batches).")
     parser.add_argument("--crop", type=float, default=60.0)
     parser.add_argument(
         "--limit", type=int, default=None, help="Use at most this many train tracks."

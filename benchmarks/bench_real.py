@@ -114,7 +114,7 @@ def dj_annotation(truth: TrackAnnotation, rng: np.random.Generator) -> TrackAnno
 
 
 def fit_dj_model(train: list[tuple[dict, TrackAnnotation]], test_audio: list[Path], work: Path,
-                 epochs: int, seed: int) -> Path:
+                 epochs: int | None, seed: int) -> Path:
     """XML → import → embed → fit-heads, through the library functions behind the CLI."""
     from edm.data.rekordbox import read_rekordbox_xml, write_rekordbox_xml
     from edm.data.schema import annotation_filename, save_annotation
@@ -233,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="Cap on held-out tracks (whole groups are still kept apart).")
     parser.add_argument("--excerpt-s", type=float, default=120.0,
                         help="Score the first N seconds of each held-out track (default 120).")
-    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs,
+                        help="Default: TrainConfig's (16, at least 60 batches).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--refit", action="store_true",
                         help="Fit the DJ-case model again even if WORK/dj_model exists.")

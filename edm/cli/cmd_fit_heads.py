@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from edm.heads.config import CO_TEACHING_FORGET_RATE, TrainConfig
+from edm.heads.config import AUTO_EPOCHS, CO_TEACHING_FORGET_RATE, TrainConfig
 
 _LABELS = {
     "beat_f": "beat F",
@@ -116,10 +116,10 @@ usable, or nothing could be fitted, 2 usage error."""
 @click.option(
     "--epochs",
     type=click.IntRange(min=1),
-    default=TrainConfig.epochs,
-    show_default=True,
+    default=None,
     help="Passes over the training tracks; the time grows with it. More fit your labels "
-    "closer, with more risk of learning their mistakes too.",
+    "closer, with more risk of learning their mistakes too.  [default: 16, more on a small "
+    "library so that a fit makes at least 60 batch steps (20 at 24 tracks)]",
 )
 @click.option(
     "--crop",
@@ -183,7 +183,7 @@ def command(
     pseudo_label: bool,
     include_unlabeled: bool,
     no_augment: bool,
-    epochs: int,
+    epochs: int | None,
     crop_s: float,
     seed: int,
     workers: int | None,
@@ -244,7 +244,7 @@ def command(
             writer = SummaryWriter(str(logdir))
         except ImportError:
             console.print("--logdir needs the tensorboard package; logging skipped")
-    display = _FitProgress(console, epochs, disable=as_json, writer=writer)
+    display = _FitProgress(console, epochs or AUTO_EPOCHS, disable=as_json, writer=writer)
     started = time.perf_counter()
     try:
         with display.progress:

@@ -373,11 +373,12 @@ def fit_temporal(
         for group in groups
     ]
     steps_per_epoch = math.ceil(len(examples) / config.batch_size)
+    epochs = config.epochs_for(len(examples))
     schedulers = [
         torch.optim.lr_scheduler.OneCycleLR(
             opt,
             max_lr=[group["lr"] for group in opt.param_groups],
-            total_steps=max(1, config.epochs * steps_per_epoch),
+            total_steps=max(1, epochs * steps_per_epoch),
             pct_start=0.15,
         )
         for opt in optimizers
@@ -388,7 +389,7 @@ def fit_temporal(
     val_losses: list[float] = []
     best: tuple[float, int, list[dict[str, torch.Tensor]]] | None = None
     seconds = {"setup_s": time.perf_counter() - started, "train_s": 0.0, "validation_s": 0.0}
-    for epoch in range(config.epochs):
+    for epoch in range(epochs):
         epoch_started = time.perf_counter()
         forget = config.forget_rate * min(1.0, epoch / max(1, config.warmup_epochs))
         order = rng.permutation(len(examples))
@@ -437,7 +438,7 @@ def fit_temporal(
             progress(
                 EpochReport(
                     epoch=epoch + 1,
-                    epochs=epoch + 1 if stop else config.epochs,
+                    epochs=epoch + 1 if stop else epochs,
                     loss=losses[-1],
                     validation_loss=val_losses[-1] if val_examples else None,
                     seconds=time.perf_counter() - epoch_started,
