@@ -202,11 +202,11 @@ def command(
       3. edm fit-heads --store store.zarr --annotations annotations/ --out models/mine
     then `edm analyze TRACK --models models/mine` uses it, and `edm label-audit ... --models
     models/mine` lists the labels it finds suspicious.
-    Time: one model on 100 three-minute tracks took about 80 s on one CPU core; the default
-    --folds 5 trains six (five check models and the final one), so plan on about 10 minutes
-    per 100 tracks on one core; they train side by side, one per core (--workers), so two
-    cores take about half that. --folds 0 trains only the final model
-    (about 1.5 minutes per 100 tracks) but leaves label-audit nothing to compare with.
+    Time: measured on 2 cores, the default --folds 5 trains six models (five check models
+    and the final one) side by side, one per core (--workers): about 4.5 minutes for 100
+    three-minute tracks, 1.5 minutes for 24 two-minute tracks. --folds 0 trains only the
+    final model (about 1.5 minutes per 100 three-minute tracks) but leaves label-audit
+    nothing to compare with.
 
     \b
     In plain words: with --folds 5 each track is predicted by a model that never trained on
