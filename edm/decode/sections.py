@@ -93,8 +93,17 @@ def _head_evidence(activations: Activations, grid: BeatGrid) -> np.ndarray:
     return pooled[np.clip(to_frame(grid.downbeats, fps), 0, len(pooled) - 1)]
 
 
-def _blend(head: np.ndarray, change: np.ndarray | None) -> np.ndarray:
-    return head if change is None else (1.0 - NOVELTY_SHARE) * head + NOVELTY_SHARE * change
+def _evidence(
+    activations: Activations, grid: BeatGrid, descriptors: dict[str, np.ndarray] | None,
+) -> tuple[np.ndarray, str]:
+    """:func:`boundary_evidence` and which :data:`THRESHOLD` it takes: ``"blend"``, or
+    ``"head"`` when there is no arrangement change to blend (no descriptors)."""
+    head = _head_evidence(activations, grid)
+    change = bar_change(descriptors, activations.frames_per_second, grid.downbeats,
+                        activations.n_frames)
+    if change is None:
+        return head, "head"
+    return (1.0 - NOVELTY_SHARE) * head + NOVELTY_SHARE * change, "blend"
 
 
 def boundary_evidence(
@@ -103,9 +112,7 @@ def boundary_evidence(
     """Evidence for a section start at each downbeat, 0–1: the boundary head's strongest value
     within half a beat, blended with the arrangement change (:func:`bar_change`, share
     :data:`NOVELTY_SHARE`); the head alone without descriptors."""
-    change = bar_change(descriptors, activations.frames_per_second, grid.downbeats,
-                        activations.n_frames)
-    return _blend(_head_evidence(activations, grid), change)
+    return _evidence(activations, grid, descriptors)[0]
 
 
 def decode_boundaries(
@@ -126,11 +133,9 @@ def decode_boundaries(
     downbeats = grid.downbeats
     if len(downbeats) < 2:
         return np.zeros(0)
-    change = bar_change(descriptors, activations.frames_per_second, downbeats,
-                        activations.n_frames)
-    evidence = _blend(_head_evidence(activations, grid), change)
+    evidence, kind = _evidence(activations, grid, descriptors)
     if threshold is None:
-        threshold = THRESHOLD["head" if change is None else "blend"]
+        threshold = THRESHOLD[kind]
     # Heads fire where the audio stops; a "section" in the last two bars is the track's end.
     end_s = activations.n_frames / activations.frames_per_second
     evidence[downbeats > end_s - 8 * grid.beat_period_s] = 0.0
