@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import time
 from dataclasses import replace
@@ -148,6 +149,9 @@ def main() -> None:
     parser.add_argument("--kfold", type=int, default=0)
     parser.add_argument("--rows", default="clean,noisy,coteach,noaug,pseudo,logo")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0, help="Training seed (crops, noise, init).")
+    parser.add_argument("--model", type=json.loads, default={}, metavar="JSON",
+                        help='TemporalHeads options, e.g. \'{"fine_layers": 4}\'.')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.make:
@@ -167,7 +171,7 @@ def main() -> None:
         f"load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    config = TrainConfig(epochs=args.epochs, crop_s=args.crop)
+    config = TrainConfig(epochs=args.epochs, crop_s=args.crop, seed=args.seed, model=args.model)
     rows: list = []
     timings: dict[str, float] = {"store_read_s": loaded.read_seconds}
     print(f"{'row':42s} beatF dbF   bF.5  bF3  | decoded: beatF dbF bF.5 bF3   fit time")

@@ -114,8 +114,9 @@ def dj_annotation(truth: TrackAnnotation, rng: np.random.Generator) -> TrackAnno
 
 
 def fit_dj_model(train: list[tuple[dict, TrackAnnotation]], test_audio: list[Path], work: Path,
-                 epochs: int | None, seed: int) -> Path:
-    """XML → import → embed → fit-heads, through the library functions behind the CLI."""
+                 epochs: int | None, seed: int, model: dict | None = None) -> Path:
+    """XML → import → embed → fit-heads, through the library functions behind the CLI;
+    ``model``: TemporalHeads options over TrainConfig's."""
     from edm.data.rekordbox import read_rekordbox_xml, write_rekordbox_xml
     from edm.data.schema import annotation_filename, save_annotation
     from edm.heads.fit import fit_from_store
@@ -134,7 +135,9 @@ def fit_dj_model(train: list[tuple[dict, TrackAnnotation]], test_audio: list[Pat
     print(f"embedded {len(summary.embedded)}, present {len(summary.present)}, "
           f"failed {len(summary.failed)}", file=sys.stderr)
     model_dir = work / "dj_model"
-    fit_from_store(store, labels, model_dir, TrainConfig(epochs=epochs, seed=seed), folds=0)
+    config = TrainConfig(epochs=epochs, seed=seed)
+    config.model.update(model or {})
+    fit_from_store(store, labels, model_dir, config, folds=0)
     return model_dir
 
 
@@ -236,8 +239,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs,
                         help="Default: TrainConfig's (16, at least 60 batches).")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", type=json.loads, default={}, metavar="JSON",
+                        help='TemporalHeads options of the DJ-case fit, e.g. {"fine_layers": 4}.')
     parser.add_argument("--refit", action="store_true",
                         help="Fit the DJ-case model again even if WORK/dj_model exists.")
+    parser.add_argument("--candidate", type=Path, action="append", default=[], metavar="DIR",
+                        help="Also score this model folder (e.g. a rebuilt default model) on the "
+                             "same tracks; repeatable.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -245,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
 
     items = load_corpus(args.corpus)
     train, test = split_by_group(items, args.test_fraction, args.seed)
-    trained = shipped_model_groups()
+    trained = shipped_model_groups().union(*map(shipped_model_groups, args.candidate))
     dropped = [item["id"] for item, _ in test if item["group"] in trained]
     test = [pair for pair in test if pair[0]["group"] not in trained]
     if dropped:
@@ -263,10 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     cache = args.work / "cache"
     model_dir = args.work / "dj_model"
     if args.refit or not model_dir.is_dir():
-        model_dir = fit_dj_model(train, audio, args.work, args.epochs, args.seed)
+        model_dir = fit_dj_model(train, audio, args.work, args.epochs, args.seed, args.model)
     methods = {
         "edm shipped": edm_events(None),
         "edm fitted (DJ case)": edm_events(model_dir),
+        **{f"edm candidate {path.name}": edm_events(path) for path in args.candidate},
         "madmom": madmom_joint_events,
         "librosa beat": librosa_beat_events,
         "librosa laplacian": failing_as_empty("librosa laplacian", librosa_laplacian_events),

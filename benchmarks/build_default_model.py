@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -85,7 +86,7 @@ def real_training_tracks(corpus: Path, data: Path, augment_copies: int, seed: in
 
 def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int, seed: int,
           channels: int | None, keep_energy: bool = False, real: Path | None = None,
-          augment_copies: int = 0) -> dict:
+          augment_copies: int = 0, variety: str = "classic") -> dict:
     from edm.audio import content_hash
     from edm.data.jams_io import load_truth
     from edm.heads.fit import fit_heads, load_tracks
@@ -96,11 +97,13 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int, se
 
     started = time.perf_counter()
     # One folder per (seed, size): a rerun with other settings never reuses a smaller library.
-    library = data / f"train-seed{seed}-{tracks}x{minutes:g}min"
+    name = f"seed{seed}-{tracks}x{minutes:g}min" + ("" if variety == "classic" else f"-{variety}")
+    library = data / f"train-{name}"
     if not (library / "truth").is_dir():
-        make_library(library, tracks=tracks, seed=seed, minutes=minutes, noise="none")
+        make_library(library, tracks=tracks, seed=seed, minutes=minutes, noise="none",
+                     variety=variety)
     audio = sorted((library / "audio").glob("*.wav"))[:tracks]
-    store_path = data / f"store-seed{seed}-{tracks}x{minutes:g}min.zarr"
+    store_path = data / f"store-{name}.zarr"
     annotations, records = [], []
     for path in audio:
         truth = load_truth(library / "truth" / f"{path.stem}.jams")
@@ -116,12 +119,14 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int, se
     loaded = load_tracks(EmbeddingStore(store_path), annotations, "spectral")
     if loaded.problems:
         print("\n".join(loaded.problems), file=sys.stderr)
-    model_options = {"channels": channels} if channels else {}
-    config = TrainConfig(epochs=epochs, seed=seed, model=model_options)
+    config = TrainConfig(epochs=epochs, seed=seed)
+    if channels:
+        config.model["channels"] = channels
     report = fit_heads(
         loaded.tracks, config, backbone_key="spectral", backbone_name="spectral", folds=0,
         provenance={"built_by": "benchmarks/build_default_model.py",
-                    "data": _describe(records, minutes, seed, real), "epochs": str(epochs),
+                    "data": _describe(records, minutes, seed, real, variety),
+                    "epochs": str(epochs),
                     "tracks": "training_data.json"},
     )
     if out.exists():
@@ -141,11 +146,12 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int, se
             "seconds": round(time.perf_counter() - started, 1), "metrics": report.metrics}
 
 
-def _describe(records: list[dict], minutes: float, seed: int, real: Path | None) -> str:
+def _describe(records: list[dict], minutes: float, seed: int, real: Path | None,
+              variety: str) -> str:
     counts = {source: sum(1 for r in records if r["source"] == source)
               for source in ("synth", "real", "real (augmented)")}
-    text = (f"edm synth: {counts['synth']} tracks x {minutes:g} min, seed {seed}, noise none "
-            f"(tier-1 truth)")
+    text = (f"edm synth: {counts['synth']} tracks x {minutes:g} min, seed {seed}, variety "
+            f"{variety}, noise none (tier-1 truth)")
     if real is not None:
         text += (f"; real: {counts['real']} LMMS renders (bench_real training split, "
                  f"{len({r['group'] for r in records if r['source'] == 'real'})} artists/"
@@ -161,6 +167,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=2.0)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=TRAIN_SEED)
+    parser.add_argument("--variety", choices=("classic", "broad"), default="classic",
+                        help="edm synth variety of the synthetic tracks")
     parser.add_argument("--channels", type=int, default=None, help="TCN width (default: heads')")
     parser.add_argument("--real", type=Path, default=None,
                         help="real corpus folder (manifest.json + annotations/): train on its "
@@ -171,9 +179,12 @@ def main() -> None:
                         help="also ship the XGBoost energy head (edm analyze then predicts "
                              "section energy with it)")
     args = parser.parse_args()
+    # As edm fit-heads does: spinning OpenMP threads cost 4x on a shared machine (issue 18).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     summary = build(args.data, args.out, tracks=args.tracks, minutes=args.minutes,
                     epochs=args.epochs, seed=args.seed, channels=args.channels,
-                    keep_energy=args.keep_energy, real=args.real, augment_copies=args.augment)
+                    keep_energy=args.keep_energy, real=args.real, augment_copies=args.augment,
+                    variety=args.variety)
     print(json.dumps(summary, indent=2, default=str))
 
 
