@@ -52,3 +52,15 @@ def test_halftime_sections_and_kickless_grooves_are_in_the_score() -> None:
     # No groove kick: at most the one final hit that ends every track.
     assert "kick" not in score or len(score["kick"].beats) <= 1
     assert len(score["hats"].beats) > 0
+
+
+def test_sidechain_before_a_late_first_kick_is_unity_not_nan() -> None:
+    # A kick-less intro of 90 s put exp(90 s / 0.1 s) = inf into the pump and inf * 0 = NaN
+    # into every sample before the first kick.
+    from edm.synth.render import SAMPLE_RATE, _sidechain
+
+    kicks = np.array([90 * SAMPLE_RATE, 90 * SAMPLE_RATE + SAMPLE_RATE // 2])
+    gain = _sidechain(91 * SAMPLE_RATE, kicks, depth=0.6, release_s=0.1)
+    assert np.isfinite(gain).all()
+    assert np.all(gain[: 90 * SAMPLE_RATE] == 1.0)
+    assert gain[90 * SAMPLE_RATE + SAMPLE_RATE // 100] < 0.5  # ducked 10 ms after the kick

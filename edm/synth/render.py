@@ -79,7 +79,9 @@ def _sidechain(n: int, kick_samples: np.ndarray, depth: float, release_s: float)
     since = (grid - kick_samples[np.clip(index, 0, None)]) / SAMPLE_RATE
     # A 5 ms ramp down avoids clicks; before the first kick there is no ducking.
     attack = np.clip(since / 0.005, 0.0, 1.0)
-    duck = depth * np.exp(-since / release_s) * np.where(index >= 0, 1.0, 0.0)
+    # Before the first kick ``since`` is negative: clamped, so a long kick-less intro cannot
+    # overflow exp() into inf * 0 = NaN.
+    duck = depth * np.exp(-np.maximum(since, 0.0) / release_s) * np.where(index >= 0, 1.0, 0.0)
     gain = 1.0 - duck * np.where(since < 0.005, attack, 1.0)
     return np.repeat(gain.astype(np.float32), hop)[:n]
 
