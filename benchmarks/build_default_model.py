@@ -100,8 +100,11 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int, se
     name = f"seed{seed}-{tracks}x{minutes:g}min" + ("" if variety == "classic" else f"-{variety}")
     library = data / f"train-{name}"
     if not (library / "truth").is_dir():
-        make_library(library, tracks=tracks, seed=seed, minutes=minutes, noise="none",
-                     variety=variety)
+        made = make_library(library, tracks=tracks, seed=seed, minutes=minutes, noise="none",
+                            variety=variety)
+        if made.failed:
+            shutil.rmtree(library)  # a rerun must not train on a library with holes
+            raise SystemExit("synth tracks failed:\n" + "\n".join(made.failed))
     audio = sorted((library / "audio").glob("*.wav"))[:tracks]
     store_path = data / f"store-{name}.zarr"
     annotations, records = [], []
