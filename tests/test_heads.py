@@ -377,6 +377,15 @@ def test_load_tracks_matches_by_content_hash(tmp_path):
     assert report.heads.energy is not None  # descriptor-derived energy targets
 
 
+def test_one_model_fit_skips_out_of_fold_energy_but_keeps_the_head(tmp_path):
+    tracks, _ = toy_set(range(4), duration_s=40.0)
+    config = TrainConfig(epochs=1, crop_s=10.0, model=FAST)
+    one = fit_heads(tracks, config, backbone_key="toy", folds=0)
+    assert one.heads.energy is not None and one.metrics["energy_mae_oof"] == {}
+    checked = fit_heads(tracks, config, backbone_key="toy", folds=2, workers=1)
+    assert set(checked.metrics["energy_mae_oof"]) >= {"overall", "bass"}
+
+
 def test_pseudo_label_student_trains_on_unlabeled_tracks():
     from edm.heads.train import fit_pseudo_label
 
