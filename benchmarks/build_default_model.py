@@ -23,6 +23,8 @@ Usage::
 
     python benchmarks/build_default_model.py                      # synth only, a few minutes
     python benchmarks/build_default_model.py --real /work/realdata --augment 1 --out /tmp/m
+    python benchmarks/build_default_model.py --real /work/realdata --augment 1 \
+        --variety classic broad --out /tmp/m2        # 24 classic + 24 broad synth tracks
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def real_training_tracks(corpus: Path, data: Path, augment_copies: int, seed: in
 
 def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int, seed: int,
           channels: int | None, keep_energy: bool = False, real: Path | None = None,
-          augment_copies: int = 0, variety: str = "classic") -> dict:
+          augment_copies: int = 0, varieties: tuple[str, ...] = ("classic",)) -> dict:
     from edm.audio import content_hash
     from edm.data.jams_io import load_truth
     from edm.heads.fit import fit_heads, load_tracks
@@ -96,24 +98,26 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int, se
     from edm.synth import make_library
 
     started = time.perf_counter()
-    # One folder per (seed, size): a rerun with other settings never reuses a smaller library.
-    name = f"seed{seed}-{tracks}x{minutes:g}min" + ("" if variety == "classic" else f"-{variety}")
-    library = data / f"train-{name}"
-    if not (library / "truth").is_dir():
-        made = make_library(library, tracks=tracks, seed=seed, minutes=minutes, noise="none",
-                            variety=variety)
-        if made.failed:
-            shutil.rmtree(library)  # a rerun must not train on a library with holes
-            raise SystemExit("synth tracks failed:\n" + "\n".join(made.failed))
-    audio = sorted((library / "audio").glob("*.wav"))[:tracks]
-    store_path = data / f"store-{name}.zarr"
     annotations, records = [], []
-    for path in audio:
-        truth = load_truth(library / "truth" / f"{path.stem}.jams")
-        identity = truth.track.model_copy(update={"content_hash": content_hash(path),
-                                                  "path": str(path)})
-        annotations.append(truth.model_copy(update={"track": identity}))
-        records.append({"source": "synth", "id": path.stem, "content_hash": identity.content_hash})
+    for variety in varieties:
+        # One folder per (seed, size, variety): a rerun with other settings never reuses a
+        # smaller library.
+        suffix = "" if variety == "classic" else f"-{variety}"
+        library = data / f"train-seed{seed}-{tracks}x{minutes:g}min{suffix}"
+        if not (library / "truth").is_dir():
+            made = make_library(library, tracks=tracks, seed=seed, minutes=minutes, noise="none",
+                                variety=variety)
+            if made.failed:
+                shutil.rmtree(library)  # a rerun must not train on a library with holes
+                raise SystemExit("synth tracks failed:\n" + "\n".join(made.failed))
+        for path in sorted((library / "audio").glob("*.wav"))[:tracks]:
+            truth = load_truth(library / "truth" / f"{path.stem}.jams")
+            identity = truth.track.model_copy(update={"content_hash": content_hash(path),
+                                                      "path": str(path)})
+            annotations.append(truth.model_copy(update={"track": identity}))
+            records.append({"source": "synth", "variety": variety, "id": path.stem,
+                            "content_hash": identity.content_hash})
+    store_path = data / f"store-seed{seed}-{tracks}x{minutes:g}min-{'-'.join(varieties)}.zarr"
     if real is not None:
         real_annotations, real_records = real_training_tracks(real, data, augment_copies, seed)
         annotations += real_annotations
@@ -128,7 +132,7 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int, se
     report = fit_heads(
         loaded.tracks, config, backbone_key="spectral", backbone_name="spectral", folds=0,
         provenance={"built_by": "benchmarks/build_default_model.py",
-                    "data": _describe(records, minutes, seed, real, variety),
+                    "data": _describe(records, minutes, seed, real, varieties),
                     "epochs": str(epochs),
                     "tracks": "training_data.json"},
     )
@@ -150,11 +154,11 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int, se
 
 
 def _describe(records: list[dict], minutes: float, seed: int, real: Path | None,
-              variety: str) -> str:
+              varieties: tuple[str, ...]) -> str:
     counts = {source: sum(1 for r in records if r["source"] == source)
               for source in ("synth", "real", "real (augmented)")}
     text = (f"edm synth: {counts['synth']} tracks x {minutes:g} min, seed {seed}, variety "
-            f"{variety}, noise none (tier-1 truth)")
+            f"{' + '.join(varieties)}, noise none (tier-1 truth)")
     if real is not None:
         text += (f"; real: {counts['real']} LMMS renders (bench_real training split, "
                  f"{len({r['group'] for r in records if r['source'] == 'real'})} artists/"
@@ -170,8 +174,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=2.0)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=TRAIN_SEED)
-    parser.add_argument("--variety", choices=("classic", "broad"), default="classic",
-                        help="edm synth variety of the synthetic tracks")
+    parser.add_argument("--variety", choices=("classic", "broad"), nargs="+",
+                        default=["classic"],
+                        help="edm synth varieties: --tracks synthetic tracks of each")
     parser.add_argument("--channels", type=int, default=None, help="TCN width (default: heads')")
     parser.add_argument("--real", type=Path, default=None,
                         help="real corpus folder (manifest.json + annotations/): train on its "
@@ -187,7 +192,7 @@ def main() -> None:
     summary = build(args.data, args.out, tracks=args.tracks, minutes=args.minutes,
                     epochs=args.epochs, seed=args.seed, channels=args.channels,
                     keep_energy=args.keep_energy, real=args.real, augment_copies=args.augment,
-                    variety=args.variety)
+                    varieties=tuple(args.variety))
     print(json.dumps(summary, indent=2, default=str))
 
 
