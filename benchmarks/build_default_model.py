@@ -68,7 +68,8 @@ def real_training_tracks(corpus: Path, data: Path, augment_copies: int, seed: in
                         "repo": item.get("repo"), "commit": item.get("commit"),
                         "content_hash": digest})
         for copy in range(augment_copies):
-            target = folder / f"{item['id']}.aug{copy}.flac"
+            # The seed is in the cache name: another seed draws other augmentations.
+            target = folder / f"{item['id']}.seed{seed}.aug{copy}.flac"
             rng = np.random.default_rng([seed, copy, int(digest[:8], 16)])
             if not target.is_file():
                 audio = load_audio(path, 44100)
