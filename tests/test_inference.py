@@ -55,11 +55,16 @@ def test_default_model_predicts_like_torch():
     assert all(isinstance(net, NumpyHeads) for net in heads.nets)
     from safetensors.torch import load_file
 
-    net = TemporalHeads.from_config(heads.nets[0].config())
     weights = load_file(str(DEFAULT_MODEL_DIR / "heads.safetensors"))
-    net.load_state_dict({k.removeprefix("net0."): v for k, v in weights.items()})
+    nets = []
+    for index, numpy_net in enumerate(heads.nets):  # one net per training seed, averaged
+        net = TemporalHeads.from_config(numpy_net.config())
+        prefix = f"net{index}."
+        net.load_state_dict({k.removeprefix(prefix): v for k, v in weights.items()
+                             if k.startswith(prefix)})
+        nets.append(net.eval())
     torch_heads = Heads(
-        [net],
+        nets,
         backbone_key=heads.backbone_key,
         frames_per_second=50.0,
         section_labels=heads.section_labels,
