@@ -141,8 +141,10 @@ def fit_member(data: Path, *, tracks: int, minutes: float, epochs: int, seed: in
     config = TrainConfig(epochs=epochs, seed=seed)
     if channels:
         config.model["channels"] = channels
+    # workers=1: one process, as the shipped nets were trained (a data-parallel fit draws other
+    # noise and dropout, so it would not rebuild them byte for byte).
     report = fit_heads(loaded.tracks, config, backbone_key="spectral",
-                       backbone_name="spectral", folds=0)
+                       backbone_name="spectral", folds=0, workers=1)
     return report, records
 
 

@@ -9,7 +9,7 @@ import torch
 
 from edm.data.schema import Tier
 from edm.heads.model import _Dropout
-from edm.heads.train import EpochReport, TrainConfig, fit_kfold
+from edm.heads.train import EpochReport, TrainConfig, fit_data_parallel, fit_kfold, fit_model
 from tests.heads_toy import toy_set
 
 torch.set_num_threads(1)  # workers train with one thread: the same numbers as this process
@@ -82,3 +82,18 @@ def test_cheap_dropout_keeps_the_rate_and_the_mean():
 def _kept_scale(p: float) -> float:
     threshold = round(p * 32768)
     return float(torch.tensor(32768 / (32768 - threshold), dtype=torch.float32))
+
+
+def test_data_parallel_fit_is_the_one_process_fit():
+    # With no random draws (no augmentation, no dropout), two processes that split each batch
+    # and average their gradients train the net one process trains on whole batches.
+    tracks, _ = toy_set(range(6), duration_s=20.0)  # batches of 4 and 2: both split
+    config = TrainConfig(
+        epochs=4, batch_size=4, crop_s=10.0, model={**FAST, "dropout": 0.0}, augment=False
+    )
+    one = fit_model(tracks, config)
+    parallel, seconds = fit_data_parallel(tracks, config, 2)
+    np.testing.assert_allclose(parallel.losses, one.losses, rtol=2e-3)
+    probe = tracks[0].embeddings
+    np.testing.assert_allclose(parallel.predict(probe).beat, one.predict(probe).beat, atol=3e-3)
+    assert seconds["cpu_s"] > 0 and len(parallel.losses) == 4

@@ -140,15 +140,16 @@ usable, or nothing could be fitted, 2 usage error."""
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Processes training the k-fold and final models side by side, one thread each "
-    "[default: one per CPU].",
+    help="Processes training the k-fold and final models side by side, one thread each; "
+    "with --folds 0/1, processes that split each batch of the one model [default: one per "
+    "CPU].",
 )
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
     default=None,
-    help="Torch CPU threads of a fit in this process (--folds 0/1 or --workers 1) "
-    "[default: one per CPU].",
+    help="Torch CPU threads of a fit in this process (--workers 1, or --folds 0/1 with "
+    "--pseudo-label or --finetune-top) [default: one per CPU].",
 )
 @click.option(
     "--logdir",
@@ -205,8 +206,8 @@ def command(
     Time: measured on 2 cores, the default --folds 5 trains six models (five check models
     and the final one) side by side, one per core (--workers): about 4.5 minutes for 100
     three-minute tracks, 1.5 minutes for 24 two-minute tracks. --folds 0 trains only the
-    final model (about 1.5 minutes per 100 three-minute tracks) but leaves label-audit
-    nothing to compare with.
+    final model, its batches split over the cores (about 1.2 minutes per 100 three-minute
+    tracks), but leaves label-audit nothing to compare with.
 
     \b
     In plain words: with --folds 5 each track is predicted by a model that never trained on

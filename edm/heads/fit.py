@@ -38,10 +38,12 @@ from edm.heads.train import (
     ProgressFn,
     TrackData,
     TrainConfig,
+    fit_data_parallel,
     fit_kfold,
     fit_model,
     split_validation,
 )
+from edm.heads.workers import usable_cpus
 
 
 class FitError(ValueError):
@@ -199,6 +201,14 @@ class EnergyFit:
     n_sections: int
 
 
+def data_parallel_world(config: TrainConfig, workers: int | None) -> int:
+    """Processes of a one-model fit: one per CPU (or ``workers``), at most one per example of
+    a batch; 1 = train in this process (pseudo-labels and fine-tuning always do)."""
+    if config.pseudo_label or config.finetune:
+        return 1
+    return max(1, min(usable_cpus() if workers is None else workers, config.batch_size))
+
+
 def fit_energy(tracks: Sequence[TrackData], *, folds: int = 3, seed: int = 0) -> EnergyFit:
     """Fit the energy head on every track's sections; MAE out-of-fold (grouped by track)."""
     rows = [(i, r) for i, t in enumerate(tracks) if (r := energy_rows(t)) is not None]
@@ -275,7 +285,9 @@ def fit_heads(
     """k-fold out-of-fold activations (``folds`` >= 2), the final model, the energy head.
 
     The k-fold models and the final one train side by side in ``workers`` processes (None:
-    one per CPU; see :mod:`edm.heads.workers`). ``progress_for(stage)`` ("fold 1/5" …,
+    one per CPU; see :mod:`edm.heads.workers`); a one-model fit (``folds`` < 2) is split over
+    that many processes instead (data-parallel, :class:`edm.heads.train.Shard`; 1 = this
+    process, with its torch threads). ``progress_for(stage)`` ("fold 1/5" …,
     "final") may return an epoch progress callback. Metrics: out-of-fold scores against the
     training labels themselves (noisy labels score lower than the model deserves; use held-out
     truth for accuracy), energy MAE out-of-fold (3-fold; none when ``folds`` < 2), per-fit
@@ -312,15 +324,22 @@ def fit_heads(
         fits = dict(zip(result.seconds, [*result.fits, *([final] if final else [])], strict=True))
         metrics["fits"] = _fit_summaries(fits, result.seconds)
     else:
-        cpu = time.process_time()
-        final = fit_model(
-            train,
-            config,
-            validation=validation,
-            progress=progress_for("final") if progress_for else None,
-        )
-        used = {"wall_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu}
-        metrics["fits"] = _fit_summaries({"final": final}, {"final": {**used, **final.seconds}})
+        progress = progress_for("final") if progress_for else None
+        world = data_parallel_world(config, workers)
+        if world > 1:
+            final, used = fit_data_parallel(
+                train, config, world, validation=validation, progress=progress
+            )
+        else:
+            cpu = time.process_time()
+            final = fit_model(train, config, validation=validation, progress=progress)
+            used = {
+                "wall_s": time.perf_counter() - started,
+                "cpu_s": time.process_time() - cpu,
+                **final.seconds,
+            }
+        metrics["data_parallel"] = world
+        metrics["fits"] = _fit_summaries({"final": final}, {"final": used})
     timings["fits_s"] = time.perf_counter() - started
     if final is not None:
         nets, section_labels = final.nets, final.section_labels

@@ -52,6 +52,9 @@ class FitJob:
     config: TrainConfig
     validation: list[str] = field(default_factory=list)
     predict: list[str] = field(default_factory=list)
+    #: (rank, world, rendezvous file): one process of a data-parallel fit (``train.Shard``);
+    #: the ``world`` jobs of one fit must run at the same time, in separate workers.
+    shard: tuple[int, int, str] | None = None
 
 
 @dataclass
@@ -83,21 +86,40 @@ def _run(
     tracks: Mapping[str, TrackData],
     progress: Callable[[EpochReport], None] | None,
 ) -> JobResult:
-    from edm.heads.train import fit_model
+    from edm.heads.train import Shard, fit_model
 
     started, cpu = time.perf_counter(), time.process_time()
-    fit = fit_model(
-        [tracks[t] for t in job.train],
-        job.config,
-        validation=[tracks[t] for t in job.validation],
-        progress=progress,
-    )
+    with _process_group(job.shard):
+        fit = fit_model(
+            [tracks[t] for t in job.train],
+            job.config,
+            validation=[tracks[t] for t in job.validation],
+            progress=progress,
+            shard=Shard(*job.shard[:2]) if job.shard else None,
+        )
     predicted = time.perf_counter()
     predictions = {t: fit.predict(tracks[t].embeddings) for t in job.predict}
     ended = time.perf_counter()
     return JobResult(
         fit, predictions, ended - started, time.process_time() - cpu, ended - predicted
     )
+
+
+@contextlib.contextmanager
+def _process_group(shard: tuple[int, int, str] | None) -> Iterator[None]:
+    """Join the data-parallel group of ``shard`` (gloo, file rendezvous) for the block."""
+    if shard is None:
+        yield
+        return
+    import torch.distributed as dist
+
+    rank, world, rendezvous = shard
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank,
+                            world_size=world)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,6 +237,9 @@ def run_fit_jobs(
     workers = default_workers(len(jobs)) if workers is None else max(1, min(workers, len(jobs)))
     needed = {t for job in jobs for t in (*job.train, *job.validation, *job.predict)}
     by_id = {t.track_id: t for t in tracks if t.track_id in needed}
+    shards = sum(1 for job in jobs if job.shard)
+    if shards and workers < shards:
+        raise ValueError(f"{shards} data-parallel jobs need as many workers, not {workers}")
     if workers == 1 or any(job.config.finetune for job in jobs):
         return [_run(job, by_id, callback) for job, callback in zip(jobs, callbacks, strict=True)]
     context = multiprocessing.get_context("spawn")
