@@ -152,6 +152,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="Training seed (crops, noise, init).")
     parser.add_argument("--model", type=json.loads, default={}, metavar="JSON",
                         help='TemporalHeads options, e.g. \'{"fine_layers": 4}\'.')
+    parser.add_argument("--init", default="", metavar="DIR",
+                        help="Start every fit from this heads folder's nets (e.g. "
+                             "edm/default_model); default: random initial weights.")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="Peak learning rate (default: TrainConfig's, by --init).")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.make:
@@ -171,7 +176,8 @@ def main() -> None:
         f"load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    config = TrainConfig(epochs=args.epochs, crop_s=args.crop, seed=args.seed, model=args.model)
+    config = TrainConfig(epochs=args.epochs, crop_s=args.crop, seed=args.seed, model=args.model,
+                         init=args.init, learning_rate=args.lr)
     rows: list = []
     timings: dict[str, float] = {"store_read_s": loaded.read_seconds}
     print(f"{'row':42s} beatF dbF   bF.5  bF3  | decoded: beatF dbF bF.5 bF3   fit time")

@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -127,7 +128,9 @@ def fit_dj_model(train: list[tuple[dict, TrackAnnotation]], test_audio: list[Pat
     write_rekordbox_xml([dj_annotation(truth, rng) for _, truth in train], xml)
     library = read_rekordbox_xml(xml)
     labels = work / "dj_annotations"
-    labels.mkdir(parents=True, exist_ok=True)
+    # A fresh folder: files left by an earlier run (another split) would join the training set.
+    shutil.rmtree(labels, ignore_errors=True)
+    labels.mkdir(parents=True)
     for annotation in library.tracks:
         save_annotation(annotation, labels / annotation_filename(annotation))
     store = work / "store.zarr"

@@ -38,13 +38,13 @@ class DemoConfig:
     held_out: int = 4
     minutes: float = 1.5
     folds: int = 3
-    epochs: int = 15
+    epochs: int | None = None  # fit-heads' default (4 from the shipped model)
     seed: int = 7
     noise: str = "default"
 
     @classmethod
     def sized(cls, *, fast: bool = False, tracks: int | None = None) -> DemoConfig:
-        config = cls(tracks=6, held_out=2, minutes=0.5, folds=2, epochs=4) if fast else cls()
+        config = cls(tracks=6, held_out=2, minutes=0.5, folds=2) if fast else cls()
         if tracks is not None:
             if tracks < 4:
                 raise ValueError(f"--tracks must be at least 4 (k-fold needs tracks), got {tracks}")

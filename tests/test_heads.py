@@ -160,6 +160,57 @@ def test_trained_heads_find_beats_downbeats_and_boundaries(trained):
     assert baseline["beat_f"] < 0.5 and baseline["downbeat_f"] < 0.5
 
 
+def test_a_fit_started_from_a_trained_model_keeps_what_it_learned(trained, tmp_path):
+    fit, train, test, truth = trained
+    Heads(fit.nets, backbone_key="toy", frames_per_second=FPS,
+          section_labels=fit.section_labels).save(tmp_path / "m")
+    # One epoch on four tracks at a tiny learning rate: only the starting weights can score.
+    config = TrainConfig(epochs=1, batch_size=4, crop_s=20.0, model=FAST, learning_rate=1e-6)
+    warm = fit_model(train[:4], replace_config(config, init=str(tmp_path / "m")))
+    cold = fit_model(train[:4], config)
+
+    def scores(result):
+        return score_tracks({t.track_id: result.predict(t.embeddings) for t in test}, truth)
+
+    assert scores(warm)["beat_f"] >= 0.9 and scores(warm)["boundary_f_3s"] >= 0.7
+    assert scores(cold)["beat_f"] < 0.5
+    # Input statistics come with the weights they were trained with.
+    np.testing.assert_array_equal(warm.nets[0].input_mean, fit.nets[0].input_mean)
+
+
+def test_warm_start_keeps_the_outputs_both_nets_have_and_refuses_another_net(trained, tmp_path):
+    from edm.heads.train import warm_start
+
+    fit, *_ = trained
+    Heads(fit.nets, backbone_key="toy", frames_per_second=FPS,
+          section_labels=fit.section_labels).save(tmp_path / "m")
+    source = fit.nets[0].out.weight.detach()
+    assert source.shape[0] == 3 + len(SECTION_LABELS)
+    without_sections = TemporalHeads(DIM, FPS, **FAST)
+    warm_start(without_sections, str(tmp_path / "m"), 0)
+    torch.testing.assert_close(without_sections.out.weight.detach(), source[:3])
+    wider = TemporalHeads(DIM, FPS, channels=24, coarse_layers=6)
+    with pytest.raises(ValueError, match=r"m: its nets cannot start this fit \(channels 16"):
+        warm_start(wider, str(tmp_path / "m"), 0)
+
+
+def test_init_default_starts_from_the_shipped_model_only_on_its_backbone(tmp_path):
+    from edm.heads.artifacts import DEFAULT_MODEL_DIR
+    from edm.heads.fit import FitError, resolve_init
+
+    spectral = {"name": "spectral", "dim": 144, "frames_per_second": 50.0, "config": {}}
+    toy = {"name": "toy", "dim": DIM, "frames_per_second": FPS, "config": {}}
+    assert resolve_init("default", spectral, TrainConfig())[0] == str(DEFAULT_MODEL_DIR)
+    folder, why = resolve_init("default", toy, TrainConfig())
+    assert folder == "" and "name 'spectral' vs the store's 'toy'" in why
+    assert resolve_init("default", spectral, TrainConfig(model={"channels": 8}))[0] == ""
+    assert resolve_init("none", spectral, TrainConfig())[0] == ""
+    with pytest.raises(FitError, match=r"default_model: cannot start this fit \(dim 144"):
+        resolve_init(DEFAULT_MODEL_DIR, {**spectral, "dim": 768}, TrainConfig())
+    with pytest.raises(FitError, match=r"no config\.json"):
+        resolve_init(tmp_path, spectral, TrainConfig())
+
+
 def test_kfold_predicts_every_track_from_a_model_that_never_saw_it():
     tracks, _ = toy_set(range(6), duration_s=20.0)
     config = TrainConfig(epochs=2, batch_size=4, crop_s=10.0, model=FAST)

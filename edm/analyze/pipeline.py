@@ -40,8 +40,7 @@ from edm.decode import (
     section_confidence,
 )
 from edm.heads.activations import Activations
-
-DEFAULT_MODEL_DIR = Path(__file__).parent.parent / "default_model"
+from edm.heads.artifacts import DEFAULT_MODEL_DIR
 
 
 class AnalyzeError(ValueError):

@@ -65,6 +65,8 @@ def _print_report(report: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from edm.demo import DemoConfig
+
     console = Console()
     steps = Table(title=f"edm demo in {report.workspace}")
     steps.add_column("step")
@@ -90,9 +92,9 @@ def _print_report(report: Any) -> None:
         f"cue precision@20 {_fmt(audit.get('cue P@20'))}"
     )
     console.print(f"plot: {report.plot}\nRekordbox XML: {report.rekordbox_xml}")
-    if report.config.epochs < 10:
-        console.print("(--fast trains for a few epochs only: the fitted model is a smoke test; "
-                      "run without --fast to see what fitting on your labels buys)")
+    if report.config.tracks < DemoConfig.tracks:
+        console.print("(a library this small makes the fitted model a smoke test; run without "
+                      "--fast or --tracks to see what fitting on your labels buys)")
     console.print(f"full report: {Path(report.workspace) / 'reports' / 'demo.json'}")
     for line in report.problems:
         console.print(f"[yellow]{line}[/]")

@@ -49,6 +49,9 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "heads.safetensors"
 OOF_FILE = "oof.safetensors"
 METRICS_FILE = "metrics.json"
+#: The model edm ships (``benchmarks/build_default_model.py``): what ``edm analyze`` uses
+#: without ``--models``, and where ``edm fit-heads`` starts its nets from.
+DEFAULT_MODEL_DIR = Path(__file__).parent.parent / "default_model"
 
 
 class ArtifactError(ValueError):
@@ -187,7 +190,8 @@ def _state(net: TemporalHeads | FinetunedHeads | NumpyHeads) -> dict[str, np.nda
     return {name: value.detach().cpu().numpy() for name, value in net.state_dict().items()}
 
 
-def _read_config(folder: Path) -> dict[str, Any]:
+def read_config(folder: Path) -> dict[str, Any]:
+    """A heads folder's ``config.json``, checked; :class:`ArtifactError` names what is wrong."""
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise ArtifactError(f"{folder}: not a heads folder (no {CONFIG_FILE})")
@@ -210,15 +214,10 @@ def load_heads(model_dir: str | Path) -> Heads:
     Raises :class:`ArtifactError` naming the folder when it is missing pieces.
     """
     folder = Path(model_dir)
-    config = _read_config(folder)
+    config, states = load_net_states(folder)
     weights_path = folder / WEIGHTS_FILE
-    if not weights_path.is_file():
-        raise ArtifactError(f"{folder}: {WEIGHTS_FILE} is missing")
-    weights = load_numpy(str(weights_path))
     nets: list[TemporalHeads | FinetunedHeads | NumpyHeads] = []
-    for index in range(int(config["n_nets"])):
-        prefix = f"net{index}."
-        state = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+    for state in states:
         try:
             nets.append(_build(config["model"], state))
         except (RuntimeError, ValueError) as error:
@@ -244,6 +243,22 @@ def load_heads(model_dir: str | Path) -> Heads:
         train_config=config.get("train"),
         provenance=config.get("provenance"),
     )
+
+
+def load_net_states(model_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, np.ndarray]]]:
+    """(config.json, one state dict of numpy arrays per net) of a heads folder, without
+    building the nets: what a warm-started fit copies its weights from."""
+    folder = Path(model_dir)
+    config = read_config(folder)
+    weights_path = folder / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise ArtifactError(f"{folder}: {WEIGHTS_FILE} is missing")
+    weights = load_numpy(str(weights_path))
+    states = []
+    for index in range(int(config["n_nets"])):
+        prefix = f"net{index}."
+        states.append({k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)})
+    return config, states
 
 
 def _build(

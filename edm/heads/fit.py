@@ -24,7 +24,7 @@ import numpy as np
 from edm.data.schema import Section, TrackAnnotation, annotation_to_dict
 from edm.evaluate import mean_scores
 from edm.heads.activations import Activations
-from edm.heads.artifacts import Heads
+from edm.heads.artifacts import DEFAULT_MODEL_DIR, ArtifactError, Heads, read_config
 from edm.heads.energy import (
     ENERGY_TARGETS,
     EnergyHead,
@@ -405,6 +405,44 @@ def _backbone_options(info: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
 
 
+def resolve_init(
+    init: str | Path | None, info: Mapping[str, Any], config: TrainConfig
+) -> tuple[str, str]:
+    """The heads folder a fit starts from, and a line saying why: ``("", reason)`` for random
+    initial weights.
+
+    ``init`` "default" starts from edm's shipped model when it was trained on the same
+    backbone (name, options, dimension, frame rate) with the same net, else from random
+    weights; None or "none" always from random weights; a folder must fit, or
+    :class:`FitError` names it.
+    """
+    if init is None or str(init) == "none":
+        return "", "random initial weights (--init none)"
+    folder = DEFAULT_MODEL_DIR if str(init) == "default" else Path(init)
+    try:
+        model_backbone = read_config(folder)["backbone"]
+    except (ArtifactError, KeyError) as error:
+        raise FitError(f"--init {init}: {error}") from error
+    mine = {
+        "name": info.get("name"),
+        "options": _backbone_options(info) or {},
+        "dim": info.get("dim"),
+        "frames_per_second": info.get("frames_per_second"),
+    }
+    differ = [
+        f"{key} {model_backbone.get(key)!r} vs the store's {value!r}"
+        for key, value in mine.items()
+        if model_backbone.get(key, {} if key == "options" else None) != value
+    ]
+    if config.model or config.finetune:
+        differ.append("this fit changes the net (--model / --finetune-top)")
+    if not differ:
+        return str(folder), f"started from {folder}"
+    if str(init) == "default":
+        return "", f"random initial weights (the default model does not fit: {differ[0]})"
+    raise FitError(f"{folder}: cannot start this fit ({'; '.join(differ)}); use --init none")
+
+
 @dataclass
 class StoreFit:
     """What :func:`fit_from_store` wrote: the report, where, and one-line problems."""
@@ -429,6 +467,7 @@ def fit_from_store(
     include_unlabeled: bool = False,
     finetune_top: int | None = None,
     finetune_learning_rate: float = 1e-4,
+    init: str | Path | None = "default",
     progress_for: Callable[[str], ProgressFn | None] | None = None,
     workers: int | None = None,
 ) -> StoreFit:
@@ -436,7 +475,8 @@ def fit_from_store(
 
     Annotations that match no store track are returned as ``problems``, not raised.
     ``finetune_top`` N trains MERT's top N layers with the heads (the store key must hold
-    layer L - N; see :mod:`edm.heads.finetune`).
+    layer L - N; see :mod:`edm.heads.finetune`). ``init``: where the nets start
+    (:func:`resolve_init`; "default" = edm's shipped model when it fits the store).
     """
     from edm.heads.finetune import FinetuneError, finetune_spec
     from edm.store import EmbeddingStore
@@ -456,7 +496,10 @@ def fit_from_store(
             raise FitError(str(error)) from error
         spec = replace(spec, learning_rate=finetune_learning_rate)
         config = replace(config, finetune=spec.to_dict())
+    folder, init_note = resolve_init(init, loaded.backbone_info, config)
+    config = replace(config, init=folder)
     provenance = {
+        "init": init_note,
         "store": str(store_path),
         "backbone_key": key,
         "annotations": str(annotations_path),
@@ -476,6 +519,7 @@ def fit_from_store(
         workers=workers,
     )
     report.metrics["seconds"]["store_read_s"] = loaded.read_seconds
+    report.metrics["init"] = init_note
     report.metrics["problems"] = problems
     report.heads.save(out_dir, metrics=report.metrics, oof=report.oof or None)
     return StoreFit(report=report, out_dir=Path(out_dir), problems=problems)

@@ -287,6 +287,37 @@ def _new_net(config: TrainConfig, dim: int, fps: float, n_sections: int) -> torc
     return finetuned_net(config.finetune, heads) if config.finetune else heads
 
 
+#: Constructor arguments a warm start must share with the net it starts from (dropout rates
+#: and the section classes may differ).
+_SHAPE = ("input_dim", "frames_per_second", "channels", "fine_layers", "coarse_layers",
+          "coarse_rate_hz")
+
+
+def warm_start(net: TemporalHeads, model_dir: str, index: int) -> None:
+    """Copy net ``index`` (modulo their number) of the heads folder ``model_dir`` into
+    ``net``, input statistics included. Section outputs the source lacks keep their random
+    initial weights; ones ``net`` lacks are dropped. Raises ValueError naming the folder when
+    the architectures differ."""
+    from edm.heads.artifacts import load_net_states
+
+    config, states = load_net_states(model_dir)
+    source = config["model"]
+    mine = net.config()
+    differ = [f"{k} {source.get(k)} vs {mine[k]}" for k in _SHAPE if source.get(k) != mine[k]]
+    if "finetune" in source or differ:
+        raise ValueError(f"{model_dir}: its nets cannot start this fit "
+                         f"({'; '.join(differ) or 'fine-tuned MERT layers'})")
+    state = states[index % len(states)]
+    target = net.state_dict()
+    for name, value in target.items():
+        weights = torch.from_numpy(np.asarray(state[name]))
+        if name.startswith("out."):  # one row per output: beat, downbeat, boundary, sections
+            rows = min(len(weights), len(value))
+            value[:rows] = weights[:rows]
+        else:
+            value.copy_(weights)
+
+
 def predict_probabilities(
     nets: Sequence[TemporalHeads],
     embeddings: np.ndarray,
@@ -402,17 +433,20 @@ def fit_temporal(
         # Same initial weights on every rank, then each its own noise and dropout draws.
         torch.manual_seed(config.seed + 7919 * (shard.rank + 1))
     mean, std = _input_stats(examples)
-    for net in nets:
-        net.set_input_stats(*(_input_stats(examples, net) if config.finetune else (mean, std)))
+    for index, net in enumerate(nets):
+        if config.init:  # its weights expect its own input statistics: they come with them
+            warm_start(net, config.init, config.seed + index)
+        else:
+            net.set_input_stats(*(_input_stats(examples, net) if config.finetune else (mean, std)))
     criterion = _Criterion(config, fps, examples)
     groups = [
-        net.parameter_groups(config.learning_rate)
+        net.parameter_groups(config.peak_learning_rate)
         if isinstance(net, FinetunedHeads)
-        else [{"params": list(net.parameters()), "lr": config.learning_rate}]
+        else [{"params": list(net.parameters()), "lr": config.peak_learning_rate}]
         for net in nets
     ]
     optimizers = [
-        torch.optim.AdamW(group, lr=config.learning_rate, weight_decay=config.weight_decay)
+        torch.optim.AdamW(group, lr=config.peak_learning_rate, weight_decay=config.weight_decay)
         for group in groups
     ]
     steps_per_epoch = math.ceil(len(examples) / config.batch_size)
