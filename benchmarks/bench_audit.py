@@ -130,15 +130,16 @@ def embedded_tracks(library: Path, annotations: list[TrackAnnotation]) -> list:
     return loaded.tracks
 
 
-def fit_report(tracks: list, epochs: int, seed: int, folds: int = 3):
-    """k-fold OOF activations and a final model (``edm fit-heads`` as a library call)."""
+def fit_report(tracks: list, epochs: int | None, seed: int, folds: int = 3, init: str = ""):
+    """k-fold OOF activations and a final model (``edm fit-heads`` as a library call);
+    ``init``: a heads folder the nets start from (``edm fit-heads --init``)."""
     from edm.heads.fit import fit_heads
     from edm.heads.train import TrainConfig
 
     started = time.perf_counter()
     report = fit_heads(
         tracks,
-        TrainConfig(epochs=epochs, seed=seed),
+        TrainConfig(epochs=epochs, seed=seed, init=init),
         backbone_key="spectral",
         folds=folds,
         # No separate final model: the fold models' ensemble predicts held-out tracks, the same
@@ -146,7 +147,8 @@ def fit_report(tracks: list, epochs: int, seed: int, folds: int = 3):
         fit_final=False,
     )
     console.print(
-        f"fit {len(tracks)} tracks, {folds} folds, {epochs} epochs: "
+        f"fit {len(tracks)} tracks, {folds} folds, {epochs or 'default'} epochs"
+        f"{' from ' + init if init else ''}: "
         f"{time.perf_counter() - started:.0f} s"
     )
     return report
@@ -186,7 +188,7 @@ def bench_model(args: argparse.Namespace) -> None:
         # Held-out scores of small test sets move a lot between fits: average over seeds.
         for repeat in range(args.repeats):
             seed = args.seed + repeat
-            before = fit_report(train, args.epochs, seed)
+            before = fit_report(train, args.epochs, seed, init=args.init)
             start = time.perf_counter()
             result = audit_library([a for a in noisy if a.track_id in train_ids], before.oof)
             seconds = time.perf_counter() - start
@@ -204,12 +206,12 @@ def bench_model(args: argparse.Namespace) -> None:
                 dc_replace(t, annotation=apply_fixes(t.annotation, by_track.get(t.track_id, [])))
                 for t in train
             ]
-            after = fit_report(fixed_train, args.epochs, seed)
+            after = fit_report(fixed_train, args.epochs, seed, init=args.init)
             totals["before (noisy labels)"].append(held_out_scores(before.heads, test, truths))
             totals["after (accepted fixes)"].append(held_out_scores(after.heads, test, truths))
             if args.ceiling:
                 exact = [dc_replace(t, annotation=truths[t.track_id]) for t in train]
-                ceiling = fit_report(exact, args.epochs, seed).heads
+                ceiling = fit_report(exact, args.epochs, seed, init=args.init).heads
                 totals["truth labels (ceiling)"].append(held_out_scores(ceiling, test, truths))
         keys = ("boundary_f_0.5s", "boundary_f_3s", "beat_f", "downbeat_f")
         rows = [
@@ -271,11 +273,17 @@ def main() -> None:
         "--speed-tracks", type=int, default=0, help="Also time an audit of N tracks."
     )
     parser.add_argument("--skip-precision", action="store_true")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="Default: 30 from random weights, TrainConfig's (4) with --init.")
+    parser.add_argument("--init", default="", metavar="DIR",
+                        help="Start the nets from this heads folder (e.g. edm/default_model, "
+                             "what `edm fit-heads` does by default).")
     parser.add_argument("--accept-above", type=float, default=0.8)
     parser.add_argument("--ceiling", action="store_true", help="Also fit on the truth labels.")
     parser.add_argument("--repeats", type=int, default=1, help="Loop seeds to average over.")
     args = parser.parse_args()
+    if args.epochs is None and not args.init:
+        args.epochs = 30
     if args.skip_precision:
         pass
     elif args.activations == "model":
