@@ -6,6 +6,8 @@ Cases (each a fresh ``edm fit-heads`` process, so process start and imports coun
 - ``24x2-busy``: the same with one other busy process on the machine (a bounded busy loop this
   script starts and stops itself; goal <= 120 s);
 - ``100x3-one``: 100 tracks x 3 min, one model (``--folds 0``; goal <= 60 s);
+- ``100x3-one-busy``: the same beside one busy process (data-parallel ranks wait for each
+  other every step; no goal of its own, the 2x of the 24-track case is the yardstick);
 - ``100x3``: 100 tracks x 3 min, ``--folds 5`` (goal <= 300 s);
 - ``500x5``: 500 tracks x 5 min, ``--folds 5`` (goal <= 30 min; building the library takes
   about 25 minutes on 2 cores, once).
@@ -36,6 +38,7 @@ CASES: dict[str, tuple[str, int, float, int, list[str], float, bool]] = {
     "24x2": ("lib24", 24, 2.0, 1, ["--folds", "5"], 60.0, False),
     "24x2-busy": ("lib24", 24, 2.0, 1, ["--folds", "5"], 120.0, True),
     "100x3-one": ("train100", 100, 3.0, 1, ["--folds", "0"], 60.0, False),
+    "100x3-one-busy": ("train100", 100, 3.0, 1, ["--folds", "0"], 120.0, True),
     "100x3": ("train100", 100, 3.0, 1, ["--folds", "5"], 300.0, False),
     "500x5": ("train500", 500, 5.0, 1, ["--folds", "5"], 1800.0, False),
 }
