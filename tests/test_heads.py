@@ -192,6 +192,8 @@ def test_warm_start_keeps_the_outputs_both_nets_have_and_refuses_another_net(tra
     wider = TemporalHeads(DIM, FPS, channels=24, coarse_layers=6)
     with pytest.raises(ValueError, match=r"m: its nets cannot start this fit \(channels 16"):
         warm_start(wider, str(tmp_path / "m"), 0)
+    with pytest.raises(ValueError, match="fine-tunes MERT layers"):  # not a TemporalHeads
+        warm_start(torch.nn.Linear(DIM, 3), str(tmp_path / "m"), 0)
 
 
 def test_init_default_starts_from_the_shipped_model_only_on_its_backbone(tmp_path):

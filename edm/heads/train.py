@@ -289,21 +289,25 @@ def _new_net(config: TrainConfig, dim: int, fps: float, n_sections: int) -> torc
 
 #: Constructor arguments a warm start must share with the net it starts from (dropout rates
 #: and the section classes may differ).
-_SHAPE = ("input_dim", "frames_per_second", "channels", "fine_layers", "coarse_layers",
-          "coarse_rate_hz")
+_ARCHITECTURE = ("input_dim", "frames_per_second", "channels", "fine_layers", "coarse_layers",
+                 "coarse_rate_hz")
 
 
-def warm_start(net: TemporalHeads, model_dir: str, index: int) -> None:
+def warm_start(net: torch.nn.Module, model_dir: str, index: int) -> None:
     """Copy net ``index`` (modulo their number) of the heads folder ``model_dir`` into
     ``net``, input statistics included. Section outputs the source lacks keep their random
     initial weights; ones ``net`` lacks are dropped. Raises ValueError naming the folder when
     the architectures differ."""
     from edm.heads.artifacts import load_net_states
 
+    if not isinstance(net, TemporalHeads):
+        raise ValueError(f"{model_dir}: a fit that fine-tunes MERT layers starts from MERT, "
+                         "not from a heads folder")
     config, states = load_net_states(model_dir)
     source = config["model"]
     mine = net.config()
-    differ = [f"{k} {source.get(k)} vs {mine[k]}" for k in _SHAPE if source.get(k) != mine[k]]
+    differ = [f"{k} {source.get(k)} vs {mine[k]}" for k in _ARCHITECTURE
+              if source.get(k) != mine[k]]
     if "finetune" in source or differ:
         raise ValueError(f"{model_dir}: its nets cannot start this fit "
                          f"({'; '.join(differ) or 'fine-tuned MERT layers'})")
