@@ -9,8 +9,8 @@ Cases (each a fresh ``edm fit-heads`` process, so process start and imports coun
 - ``100x3-one-busy``: the same beside one busy process (data-parallel ranks wait for each
   other every step; no goal of its own, the 2x of the 24-track case is the yardstick);
 - ``100x3``: 100 tracks x 3 min, ``--folds 5`` (goal <= 300 s);
-- ``500x5``: 500 tracks x 5 min, ``--folds 5`` (goal <= 30 min; building the library takes
-  about 25 minutes on 2 cores, once).
+- ``500x5``: 500 tracks x 5 min, ``--folds 5`` (goal <= 30 min; building the library took
+  50 minutes on 2 cores, partly beside other work, once).
 
 Each row gives wall and CPU seconds (user + system of the fit and its workers), the load
 average before and after, and the stage times fit-heads reports. CPU seconds are what to
@@ -68,7 +68,7 @@ def library(data: Path, name: str, tracks: int, minutes: float, seed: int) -> tu
             str(seed),
             "--minutes",
             str(minutes),
-            "--format",  # lossless, a third of the disk of wav (500 x 5 min: ~9 instead of 25 GB)
+            "--format",  # lossless; 500 x 5 min take 20 GB as flac, ~25 GB as wav
             "flac",
             "--workers",
             str(os.cpu_count() or 1),

@@ -42,6 +42,7 @@ from edm.heads.train import (
     fit_kfold,
     fit_model,
     split_validation,
+    trains_data_parallel,
 )
 from edm.heads.workers import usable_cpus
 
@@ -204,7 +205,7 @@ class EnergyFit:
 def data_parallel_world(config: TrainConfig, workers: int | None) -> int:
     """Processes of a one-model fit: one per CPU (or ``workers``), at most one per example of
     a batch; 1 = train in this process (pseudo-labels and fine-tuning always do)."""
-    if config.pseudo_label or config.finetune:
+    if not trains_data_parallel(config):
         return 1
     return max(1, min(usable_cpus() if workers is None else workers, config.batch_size))
 

@@ -724,6 +724,12 @@ def fit_kfold(
     )
 
 
+def trains_data_parallel(config: TrainConfig) -> bool:
+    """Whether ``config``'s fit can be split over processes (:class:`Shard`): plain heads only;
+    pseudo-labelling (teacher, then student) and MERT fine-tuning train in one process."""
+    return not (config.pseudo_label or config.finetune)
+
+
 def fit_data_parallel(
     tracks: Sequence[TrackData],
     config: TrainConfig,
@@ -737,7 +743,7 @@ def fit_data_parallel(
     processes). The numbers differ from :func:`fit_model`'s only by the random draws (noise and
     dropout per shard), not by the recipe.
     """
-    if config.pseudo_label or config.finetune:
+    if not trains_data_parallel(config):
         raise ValueError("data-parallel fits train plain heads (no pseudo-labels, no finetune)")
     with tempfile.TemporaryDirectory(prefix="edm-rendezvous-") as folder:
         rendezvous = str(Path(folder) / "group")
