@@ -185,8 +185,6 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int,
             "seconds": round(time.perf_counter() - started, 1), "metrics": metrics}
 
 
-
-
 def _describe(records: list[dict], minutes: float, seeds: tuple[int, ...], real: Path | None,
               varieties: tuple[str, ...]) -> str:
     counts = {source: sum(1 for r in records if r["source"] == source)
