@@ -20,16 +20,54 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.special import erf, expit, softmax
+from scipy.special import expit, softmax
 
 from edm.heads.activations import EVENT_TASKS, Activations, average_probabilities
 
 _SQRT_HALF = np.float32(np.sqrt(0.5))
 
+#: erf(x) = x · P(x²) / Q(x²) on [-4, 4], coefficients lowest power first: a (6, 5) rational
+#: least-squares fit to float64 erf (Q has no root for x² >= 0); |error| < 5e-7 in float32,
+#: the size of float32 rounding. Beyond ±4, float32 erf is ±1.
+_ERF_P = tuple(np.float32(c) for c in (
+    1.128379168, 0.1851476698, 0.05397913248, 0.003803909772, 0.0003651257269, 4.302083637e-06,
+    -1.12264408e-08))
+_ERF_Q = tuple(np.float32(c) for c in (
+    1.0, 0.4974162273, 0.1136428755, 0.01532077762, 0.00127870548, 5.947193492e-05))
+#: Elements per block: the temporaries of one block stay in cache.
+_ERF_BLOCK = 32768
+
+
+def _erf_float32(x: np.ndarray) -> np.ndarray:
+    """float32 erf, ~4x faster than ``scipy.special.erf`` (which computes in float64): the GELUs
+    were three quarters of the heads' run time on a 6-minute track.
+
+    >>> from scipy.special import erf
+    >>> grid = np.linspace(-6, 6, 1201, dtype=np.float32)
+    >>> bool(np.abs(_erf_float32(grid) - erf(grid.astype(np.float64))).max() < 1e-6)
+    True
+    """
+    flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+    out = np.empty_like(flat)
+    for start in range(0, len(flat), _ERF_BLOCK):
+        block = np.clip(flat[start : start + _ERF_BLOCK], -4.0, 4.0)
+        square = block * block
+        numerator = np.full_like(block, _ERF_P[-1])
+        for c in _ERF_P[-2::-1]:
+            numerator *= square
+            numerator += c
+        denominator = np.full_like(block, _ERF_Q[-1])
+        for c in _ERF_Q[-2::-1]:
+            denominator *= square
+            denominator += c
+        numerator *= block
+        np.divide(numerator, denominator, out=out[start : start + _ERF_BLOCK])
+    return out.reshape(np.shape(x))
+
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    # Exact erf GELU, torch's default (approximate="none").
-    return (x * (0.5 * (1.0 + erf(x * _SQRT_HALF)))).astype(np.float32, copy=False)
+    # Exact (erf) GELU, torch's default (approximate="none").
+    return (x * (0.5 * (1.0 + _erf_float32(x * _SQRT_HALF)))).astype(np.float32, copy=False)
 
 
 def _conv(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, dilation: int = 1) -> np.ndarray:
