@@ -26,6 +26,7 @@ from edm.heads.train import (
     fit_model,
     predict_probabilities,
     pseudo_targets,
+    split_validation,
 )
 from tests.heads_toy import DIM, FPS, toy_set, toy_track
 
@@ -437,6 +438,23 @@ def test_one_model_fit_skips_out_of_fold_energy_but_keeps_the_head(tmp_path):
     assert one.heads.energy is not None and one.metrics["energy_mae_oof"] == {}
     checked = fit_heads(tracks, config, backbone_key="toy", folds=2, workers=1)
     assert set(checked.metrics["energy_mae_oof"]) >= {"overall", "bass"}
+
+
+def test_tier1_labels_beside_unlabeled_tracks_all_train():
+    # All labelled tracks Tier 1 plus Tier 3 audio: holding the Tier 1 tracks out for validation
+    # would leave the teacher nothing to train on.
+    tracks, _ = toy_set(range(4), duration_s=20.0)
+    for track in tracks[:2]:
+        track.annotation = track.annotation.model_copy(
+            update={"metadata": Metadata(tier=Tier.VERIFIED)})
+    for track in tracks[2:]:
+        track.annotation = track.annotation.model_copy(
+            update={"grid": [], "cues": [], "metadata": Metadata(tier=Tier.UNLABELED)})
+    assert split_validation(tracks) == (tracks, [])
+    # With Tier 2 labels beside them, the Tier 1 tracks validate.
+    tracks[1].annotation = tracks[1].annotation.model_copy(
+        update={"metadata": Metadata(tier=Tier.DJ_SOFTWARE)})
+    assert split_validation(tracks) == ([tracks[1], *tracks[2:]], [tracks[0]])
 
 
 def test_pseudo_label_student_trains_on_unlabeled_tracks():

@@ -623,13 +623,14 @@ def fit_model(
 
 
 def split_validation(tracks: Sequence[TrackData]) -> tuple[list[TrackData], list[TrackData]]:
-    """(training tracks, Tier 1 validation tracks). All-Tier-1 sets keep everything to train."""
+    """(training tracks, Tier 1 validation tracks). When every labelled track is Tier 1,
+    everything trains (Tier 3 tracks beside them have no labels to train on by themselves)."""
     verified = [
         t
         for t in tracks
         if t.annotation is not None and t.annotation.metadata.tier == Tier.VERIFIED
     ]
-    if not verified or len(verified) == len(tracks):
+    if not verified or len(verified) == sum(t.labelled for t in tracks):
         return list(tracks), []
     return [t for t in tracks if t not in verified], verified
 
