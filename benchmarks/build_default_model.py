@@ -15,7 +15,10 @@ backbone is the weight-free ``spectral`` one, and the seeds are fixed. Steps:
 4. ``fit_heads`` on the truth (no k-fold: the default model needs no out-of-fold activations),
    once per seed of ``--seed`` (default 1 3; each seed its own synth library and training, the
    real tracks and their augmented copies shared); the nets are saved as one model and analysis
-   averages their probabilities.
+   averages their probabilities. With ``--unlabeled DIR`` every audio file under DIR is a Tier 3
+   track and each seed trains twice (teacher-student, :func:`edm.heads.train.fit_pseudo_label`):
+   a teacher on the labelled tracks, then a student on them plus the teacher's confident peaks
+   on the unlabeled audio.
 5. Save to ``edm/default_model/`` (``config.json`` + ``heads.safetensors``; the XGBoost
    energy head only with ``--keep-energy``; without it analysis measures energy from the
    descriptors);
@@ -28,6 +31,8 @@ Usage::
     python benchmarks/build_default_model.py --real /work/realdata --augment 1 --out /tmp/m
     python benchmarks/build_default_model.py --real /work/realdata --augment 1 \
         --variety classic broad --out /tmp/m2        # 24 classic + 24 broad synth tracks
+    python benchmarks/build_default_model.py --real /work/realdata --augment 1 \
+        --unlabeled /work/unlabeled/audio --out /tmp/m3   # + teacher-student on real audio
 """
 
 from __future__ import annotations
@@ -96,11 +101,23 @@ def real_training_tracks(corpus: Path, data: Path, augment_copies: int, seed: in
     return annotations, records
 
 
+def unlabeled_tracks(folder: Path) -> tuple[list[Path], list[dict]]:
+    """The audio under ``folder`` (edm's input finder), one ``training_data.json`` record each."""
+    from edm.audio import content_hash
+    from edm.inputs import find_inputs
+
+    paths = [path for path, _ in find_inputs([folder]).tracks]
+    return paths, [{"source": "real (unlabeled)", "id": str(path.relative_to(folder)),
+                    "content_hash": content_hash(path)} for path in paths]
+
+
 def fit_member(data: Path, *, tracks: int, minutes: float, epochs: int, seed: int,
                augment_seed: int, channels: int | None, real: Path | None,
-               augment_copies: int, varieties: tuple[str, ...]) -> tuple[FitReport, list[dict]]:
+               augment_copies: int, varieties: tuple[str, ...],
+               unlabeled: Path | None = None) -> tuple[FitReport, list[dict]]:
     """One net of the default model: the synth libraries of ``seed`` + the real training side
-    (augmented with ``augment_seed``), embedded and fitted with training seed ``seed``."""
+    (augmented with ``augment_seed``), embedded and fitted with training seed ``seed``; with
+    ``unlabeled``, a teacher-student fit that adds that folder's audio as Tier 3 tracks."""
     from edm.audio import content_hash
     from edm.data.jams_io import load_truth
     from edm.heads.fit import fit_heads, load_tracks
@@ -134,16 +151,22 @@ def fit_member(data: Path, *, tracks: int, minutes: float, epochs: int, seed: in
                                                               augment_seed)
         annotations += real_annotations
         records += real_records
-    embed_library([a.track.path for a in annotations], store_path, "spectral")
-    loaded = load_tracks(EmbeddingStore(store_path), annotations, "spectral")
+    unlabeled_paths, unlabeled_records = unlabeled_tracks(unlabeled) if unlabeled else ([], [])
+    records += unlabeled_records
+    embed_library([a.track.path for a in annotations] + unlabeled_paths, store_path, "spectral")
+    loaded = load_tracks(EmbeddingStore(store_path), annotations, "spectral",
+                         include_unlabeled=bool(unlabeled_paths))
     if loaded.problems:
         print("\n".join(loaded.problems), file=sys.stderr)
-    config = TrainConfig(epochs=epochs, seed=seed)
+    # The store may hold audio of other runs: only this folder's files are Tier 3 tracks.
+    wanted = {record["content_hash"] for record in unlabeled_records}
+    train = [t for t in loaded.tracks if t.labelled or t.track_id in wanted]
+    config = TrainConfig(epochs=epochs, seed=seed, pseudo_label=bool(unlabeled_paths))
     if channels:
         config.model["channels"] = channels
     # workers=1: one process, as the shipped nets were trained (a data-parallel fit draws other
     # noise and dropout, so it would not rebuild them byte for byte).
-    report = fit_heads(loaded.tracks, config, backbone_key="spectral",
+    report = fit_heads(train, config, backbone_key="spectral",
                        backbone_name="spectral", folds=0, workers=1)
     return report, records
 
@@ -151,14 +174,15 @@ def fit_member(data: Path, *, tracks: int, minutes: float, epochs: int, seed: in
 def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int,
           seeds: tuple[int, ...], channels: int | None, keep_energy: bool = False,
           real: Path | None = None, augment_copies: int = 0,
-          varieties: tuple[str, ...] = ("classic",)) -> dict:
+          varieties: tuple[str, ...] = ("classic",), unlabeled: Path | None = None) -> dict:
     """Fit one net per seed (:func:`fit_member`) and save them as one model: analysis averages
     their probabilities. The real tracks and their augmented copies are the same data for every
     net (augmented with the first seed); each seed draws its own synth tracks and training."""
     started = time.perf_counter()
     members = [fit_member(data, tracks=tracks, minutes=minutes, epochs=epochs, seed=seed,
                           augment_seed=seeds[0], channels=channels, real=real,
-                          augment_copies=augment_copies, varieties=varieties)
+                          augment_copies=augment_copies, varieties=varieties,
+                          unlabeled=unlabeled)
                for seed in seeds]
     heads = members[0][0].heads
     heads.nets = [net for report, _ in members for net in report.heads.nets]
@@ -188,7 +212,7 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int,
 def _describe(records: list[dict], minutes: float, seeds: tuple[int, ...], real: Path | None,
               varieties: tuple[str, ...]) -> str:
     counts = {source: sum(1 for r in records if r["source"] == source)
-              for source in ("synth", "real", "real (augmented)")}
+              for source in ("synth", "real", "real (augmented)", "real (unlabeled)")}
     text = (f"edm synth: {counts['synth']} tracks x {minutes:g} min, seeds "
             f"{', '.join(map(str, seeds))}, variety "
             f"{' + '.join(varieties)}, noise none (tier-1 truth)")
@@ -196,6 +220,9 @@ def _describe(records: list[dict], minutes: float, seeds: tuple[int, ...], real:
         text += (f"; real: {counts['real']} LMMS renders (bench_real training split, "
                  f"{len({r['group'] for r in records if r['source'] == 'real'})} artists/"
                  f"projects) + {counts['real (augmented)']} augmented copies")
+    if counts["real (unlabeled)"]:
+        text += (f"; teacher-student: {counts['real (unlabeled)']} unlabeled real tracks "
+                 "(Tier 3, the teacher's confident peaks)")
     return text
 
 
@@ -217,6 +244,8 @@ def main() -> None:
                              "bench_real training split too")
     parser.add_argument("--augment", type=int, default=0,
                         help="augmented copies of each real training track")
+    parser.add_argument("--unlabeled", type=Path, default=None, metavar="DIR",
+                        help="audio without labels (Tier 3): teacher-student fit on it too")
     parser.add_argument("--keep-energy", action="store_true",
                         help="also ship the XGBoost energy head (edm analyze then predicts "
                              "section energy with it)")
@@ -226,7 +255,7 @@ def main() -> None:
     summary = build(args.data, args.out, tracks=args.tracks, minutes=args.minutes,
                     epochs=args.epochs, seeds=tuple(args.seed), channels=args.channels,
                     keep_energy=args.keep_energy, real=args.real, augment_copies=args.augment,
-                    varieties=tuple(args.variety))
+                    varieties=tuple(args.variety), unlabeled=args.unlabeled)
     print(json.dumps(summary, indent=2, default=str))
 
 
