@@ -15,10 +15,10 @@ backbone is the weight-free ``spectral`` one, and the seeds are fixed. Steps:
 4. ``fit_heads`` on the truth (no k-fold: the default model needs no out-of-fold activations),
    once per seed of ``--seed`` (default 1 3; each seed its own synth library and training, the
    real tracks and their augmented copies shared); the nets are saved as one model and analysis
-   averages their probabilities. With ``--unlabeled DIR`` every audio file under DIR is a Tier 3
-   track and each seed trains twice (teacher-student, :func:`edm.heads.train.fit_pseudo_label`):
-   a teacher on the labelled tracks, then a student on them plus the teacher's confident peaks
-   on the unlabeled audio.
+   averages their probabilities. With ``--unlabeled DIR`` (teacher-student): the shipped model
+   analyses every audio file under DIR first, and each track whose grid it is sure of (grid
+   confidence >= :data:`TEACHER_MIN_CONFIDENCE`) trains the students too, its decoded grid and
+   sections as Tier 2 labels.
 5. Save to ``edm/default_model/`` (``config.json`` + ``heads.safetensors``; the XGBoost
    energy head only with ``--keep-energy``; without it analysis measures energy from the
    descriptors);
@@ -55,6 +55,9 @@ DEFAULT_OUT = REPO / "edm" / "default_model"
 #: by up to 0.07 in held-out real beat/tempo scores, their average is steadier and better
 #: (RESULTS.md). The peers benchmark holds out synth seed 2026, the heads benchmark seed 2.
 TRAIN_SEEDS = (1, 3)
+#: Teacher-student: an unlabeled track trains the students only when the teacher's beat head
+#: fires this strongly on its own decoded grid (``BeatGrid.confidence``, 0-1).
+TEACHER_MIN_CONFIDENCE = 0.5
 
 
 def real_training_tracks(corpus: Path, data: Path, augment_copies: int, seed: int
@@ -101,23 +104,38 @@ def real_training_tracks(corpus: Path, data: Path, augment_copies: int, seed: in
     return annotations, records
 
 
-def unlabeled_tracks(folder: Path) -> tuple[list[Path], list[dict]]:
-    """The audio under ``folder`` (edm's input finder), one ``training_data.json`` record each."""
-    from edm.audio import content_hash
+def teacher_labels(folder: Path, teacher: Path | None = None) -> tuple[list, list[dict]]:
+    """The teacher's (default: the shipped model's) analysis of the audio under ``folder`` as
+    Tier 2 annotations, for the tracks whose grid it is sure of; one record per track kept."""
+    from edm.analyze import analyze_many, load_model
+    from edm.data.schema import Metadata, Tier
     from edm.inputs import find_inputs
 
     paths = [path for path, _ in find_inputs([folder]).tracks]
-    return paths, [{"source": "real (unlabeled)", "id": str(path.relative_to(folder)),
-                    "content_hash": content_hash(path)} for path in paths]
+    annotations, records = [], []
+    for outcome in analyze_many(((path, None) for path in paths), load_model(teacher)):
+        analysis = outcome.analysis
+        if analysis is None or not analysis.grid.confidence >= TEACHER_MIN_CONFIDENCE:
+            continue
+        labels = analysis.to_annotation()
+        # The decoder's sections cover the track: every boundary frame is labelled.
+        annotations.append(labels.model_copy(update={"cues": [], "metadata": Metadata(
+            tier=Tier.DJ_SOFTWARE, source="teacher",
+            provenance={"sections_complete": "true", "model": analysis.model})}))
+        records.append({"source": "real (teacher-labelled)",
+                        "id": str(Path(outcome.path).relative_to(folder)),
+                        "content_hash": analysis.content_hash,
+                        "grid_confidence": round(analysis.grid.confidence, 3)})
+    return annotations, records
 
 
 def fit_member(data: Path, *, tracks: int, minutes: float, epochs: int, seed: int,
                augment_seed: int, channels: int | None, real: Path | None,
                augment_copies: int, varieties: tuple[str, ...],
-               unlabeled: Path | None = None) -> tuple[FitReport, list[dict]]:
+               teacher: tuple[list, list[dict]] = ([], [])) -> tuple[FitReport, list[dict]]:
     """One net of the default model: the synth libraries of ``seed`` + the real training side
-    (augmented with ``augment_seed``), embedded and fitted with training seed ``seed``; with
-    ``unlabeled``, a teacher-student fit that adds that folder's audio as Tier 3 tracks."""
+    (augmented with ``augment_seed``) + the ``teacher``'s labels (annotations, records),
+    embedded and fitted with training seed ``seed``."""
     from edm.audio import content_hash
     from edm.data.jams_io import load_truth
     from edm.heads.fit import fit_heads, load_tracks
@@ -151,22 +169,19 @@ def fit_member(data: Path, *, tracks: int, minutes: float, epochs: int, seed: in
                                                               augment_seed)
         annotations += real_annotations
         records += real_records
-    unlabeled_paths, unlabeled_records = unlabeled_tracks(unlabeled) if unlabeled else ([], [])
-    records += unlabeled_records
-    embed_library([a.track.path for a in annotations] + unlabeled_paths, store_path, "spectral")
-    loaded = load_tracks(EmbeddingStore(store_path), annotations, "spectral",
-                         include_unlabeled=bool(unlabeled_paths))
+    annotations += teacher[0]
+    records += teacher[1]
+    embed_library([a.track.path for a in annotations], store_path, "spectral")
+    loaded = load_tracks(EmbeddingStore(store_path), annotations, "spectral")
     if loaded.problems:
         print("\n".join(loaded.problems), file=sys.stderr)
-    # The store may hold audio of other runs: only this folder's files are Tier 3 tracks.
-    wanted = {record["content_hash"] for record in unlabeled_records}
-    train = [t for t in loaded.tracks if t.labelled or t.track_id in wanted]
-    config = TrainConfig(epochs=epochs, seed=seed, pseudo_label=bool(unlabeled_paths))
+    # Teacher labels are Tier 2: without this the Tier 1 truth would only validate them.
+    config = TrainConfig(epochs=epochs, seed=seed, tier1_validation=not teacher[0])
     if channels:
         config.model["channels"] = channels
     # workers=1: one process, as the shipped nets were trained (a data-parallel fit draws other
     # noise and dropout, so it would not rebuild them byte for byte).
-    report = fit_heads(train, config, backbone_key="spectral",
+    report = fit_heads(loaded.tracks, config, backbone_key="spectral",
                        backbone_name="spectral", folds=0, workers=1)
     return report, records
 
@@ -179,10 +194,11 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int,
     their probabilities. The real tracks and their augmented copies are the same data for every
     net (augmented with the first seed); each seed draws its own synth tracks and training."""
     started = time.perf_counter()
+    teacher = teacher_labels(unlabeled) if unlabeled else ([], [])
     members = [fit_member(data, tracks=tracks, minutes=minutes, epochs=epochs, seed=seed,
                           augment_seed=seeds[0], channels=channels, real=real,
                           augment_copies=augment_copies, varieties=varieties,
-                          unlabeled=unlabeled)
+                          teacher=teacher)
                for seed in seeds]
     heads = members[0][0].heads
     heads.nets = [net for report, _ in members for net in report.heads.nets]
@@ -212,7 +228,7 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int,
 def _describe(records: list[dict], minutes: float, seeds: tuple[int, ...], real: Path | None,
               varieties: tuple[str, ...]) -> str:
     counts = {source: sum(1 for r in records if r["source"] == source)
-              for source in ("synth", "real", "real (augmented)", "real (unlabeled)")}
+              for source in ("synth", "real", "real (augmented)", "real (teacher-labelled)")}
     text = (f"edm synth: {counts['synth']} tracks x {minutes:g} min, seeds "
             f"{', '.join(map(str, seeds))}, variety "
             f"{' + '.join(varieties)}, noise none (tier-1 truth)")
@@ -220,9 +236,10 @@ def _describe(records: list[dict], minutes: float, seeds: tuple[int, ...], real:
         text += (f"; real: {counts['real']} LMMS renders (bench_real training split, "
                  f"{len({r['group'] for r in records if r['source'] == 'real'})} artists/"
                  f"projects) + {counts['real (augmented)']} augmented copies")
-    if counts["real (unlabeled)"]:
-        text += (f"; teacher-student: {counts['real (unlabeled)']} unlabeled real tracks "
-                 "(Tier 3, the teacher's confident peaks)")
+    if counts["real (teacher-labelled)"]:
+        text += (f"; teacher-student: {counts['real (teacher-labelled)']} unlabeled real tracks "
+                 "labelled by the shipped model's analysis (grid confidence >= "
+                 f"{TEACHER_MIN_CONFIDENCE})")
     return text
 
 
@@ -245,7 +262,8 @@ def main() -> None:
     parser.add_argument("--augment", type=int, default=0,
                         help="augmented copies of each real training track")
     parser.add_argument("--unlabeled", type=Path, default=None, metavar="DIR",
-                        help="audio without labels (Tier 3): teacher-student fit on it too")
+                        help="audio without labels: the shipped model's sure analyses of it "
+                             "train the new nets too (teacher-student)")
     parser.add_argument("--keep-energy", action="store_true",
                         help="also ship the XGBoost energy head (edm analyze then predicts "
                              "section energy with it)")

@@ -455,6 +455,7 @@ def test_tier1_labels_beside_unlabeled_tracks_all_train():
     tracks[1].annotation = tracks[1].annotation.model_copy(
         update={"metadata": Metadata(tier=Tier.DJ_SOFTWARE)})
     assert split_validation(tracks) == ([tracks[1], *tracks[2:]], [tracks[0]])
+    assert split_validation(tracks, TrainConfig(tier1_validation=False)) == (tracks, [])
 
 
 def test_pseudo_label_student_trains_on_unlabeled_tracks():

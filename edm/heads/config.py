@@ -56,6 +56,10 @@ class TrainConfig:
     pseudo_negative: float = 0.1
     pseudo_weight: float = 0.5
     patience: int = 8
+    #: Tier 1 tracks validate the fit (best epoch, early stop) when Tier 2 labels train it;
+    #: False trains on them too (the default model's build, whose Tier 2 tracks are a
+    #: teacher's labels beside Tier 1 truth).
+    tier1_validation: bool = True
     seed: int = 0
     model: dict[str, Any] = field(default_factory=dict)
     #: ``FinetuneSpec.to_dict()`` to train MERT's top layers with the heads; {} = heads only.

@@ -305,7 +305,7 @@ def fit_heads(
     }
     oof: dict[str, Activations] = {}
     labels = {t.track_id: t.annotation for t in labelled if t.annotation is not None}
-    train, validation = split_validation(tracks)  # of the final model
+    train, validation = split_validation(tracks, config)  # of the final model
     # The energy head (XGBoost, one thread, GIL released) fits while the nets train. Its
     # 3-fold MAE is out-of-fold work too: a one-model fit (folds < 2) skips it, three quarters
     # of the head's cost (16.7 -> 4.0 s CPU on 100 tracks).

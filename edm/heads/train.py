@@ -622,9 +622,14 @@ def fit_model(
     return fit_temporal(tracks, config, validation=validation, progress=progress, shard=shard)
 
 
-def split_validation(tracks: Sequence[TrackData]) -> tuple[list[TrackData], list[TrackData]]:
-    """(training tracks, Tier 1 validation tracks). When every labelled track is Tier 1,
-    everything trains (Tier 3 tracks beside them have no labels to train on by themselves)."""
+def split_validation(
+    tracks: Sequence[TrackData], config: TrainConfig | None = None
+) -> tuple[list[TrackData], list[TrackData]]:
+    """(training tracks, Tier 1 validation tracks). When every labelled track is Tier 1, or
+    ``config.tier1_validation`` is off, everything trains (Tier 3 tracks beside Tier 1 ones
+    have no labels to train on by themselves)."""
+    if config is not None and not config.tier1_validation:
+        return list(tracks), []
     verified = [
         t
         for t in tracks
@@ -685,7 +690,9 @@ def fit_kfold(
     fold_of = fold_assignment([t.track_id for t in labelled], folds, config.seed)
     jobs = []
     for fold in range(folds):
-        train, validation = split_validation([t for t in labelled if fold_of[t.track_id] != fold])
+        train, validation = split_validation(
+            [t for t in labelled if fold_of[t.track_id] != fold], config
+        )
         jobs.append(
             FitJob(
                 name=f"fold {fold + 1}/{folds}",
@@ -696,7 +703,7 @@ def fit_kfold(
             )
         )
     if final:
-        train, validation = split_validation(tracks)
+        train, validation = split_validation(tracks, config)
         jobs.append(
             FitJob(
                 "final",
