@@ -179,9 +179,14 @@ def _events_from_json(data: dict) -> tuple[Events, float]:
 
 def run_method(name: str, method: Callable[[Path], Events], audio: list[Path], cache: Path | None
                ) -> list[tuple[Events, float]]:
+    from edm.audio import content_hash
+
     out = []
     for path in audio:
-        cached = None if cache is None else cache / name.replace(" ", "_") / f"{path.stem}.json"
+        # Keyed by the audio's content too: a file remade under the same name (another excerpt
+        # length) must not get the events of the old one.
+        cached = None if cache is None else (
+            cache / name.replace(" ", "_") / f"{path.stem}.{content_hash(path)[:12]}.json")
         if cached is not None and cached.is_file():
             out.append(_events_from_json(json.loads(cached.read_text())))
             continue

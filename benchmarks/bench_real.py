@@ -153,7 +153,8 @@ def excerpt(truth: TrackAnnotation, name: str, folder: Path, seconds: float
     from edm.audio import content_hash
     from edm.data.schema import Section
 
-    target = folder / f"{name}.flac"
+    # The length is in the name: a run with another --excerpt-s never reuses these files.
+    target = folder / f"{name}.{seconds:g}s.flac"
     if not target.exists():
         info = sf.info(truth.track.path)
         audio, rate = sf.read(truth.track.path, frames=int(seconds * info.samplerate),
