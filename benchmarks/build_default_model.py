@@ -104,16 +104,16 @@ def real_training_tracks(corpus: Path, data: Path, augment_copies: int, seed: in
     return annotations, records
 
 
-def teacher_labels(folder: Path, teacher: Path | None = None) -> tuple[list, list[dict]]:
-    """The teacher's (default: the shipped model's) analysis of the audio under ``folder`` as
-    Tier 2 annotations, for the tracks whose grid it is sure of; one record per track kept."""
+def teacher_labels(folder: Path) -> tuple[list, list[dict]]:
+    """The shipped model's analysis of the audio under ``folder`` as Tier 2 annotations, for
+    the tracks whose grid it is sure of; one record per track kept."""
     from edm.analyze import analyze_many, load_model
     from edm.data.schema import Metadata, Tier
     from edm.inputs import find_inputs
 
     paths = [path for path, _ in find_inputs([folder]).tracks]
     annotations, records = [], []
-    for outcome in analyze_many(((path, None) for path in paths), load_model(teacher)):
+    for outcome in analyze_many(((path, None) for path in paths), load_model()):
         analysis = outcome.analysis
         if analysis is None or not analysis.grid.confidence >= TEACHER_MIN_CONFIDENCE:
             continue
