@@ -178,8 +178,8 @@ def _soundfile_info(path: Path) -> AudioInfo:
 
 
 def _pyav_info(path: Path) -> AudioInfo:
-    # PyAV is imported only here and in the other FFmpeg paths: its import costs ~0.2 s, and
-    # a wav, flac or mp3 never needs it.
+    # Reading imports PyAV only here and in _pyav_blocks: its import costs ~0.2 s, and
+    # reading a wav, flac or mp3 never needs it.
     import av
 
     try:
