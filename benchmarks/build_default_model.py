@@ -60,10 +60,12 @@ TRAIN_SEEDS = (1, 3)
 TEACHER_MIN_CONFIDENCE = 0.5
 
 
-def real_training_tracks(corpus: Path, data: Path, augment_copies: int, seed: int
+def real_training_tracks(corpus: Path, data: Path, augment_copies: int, seed: int,
+                         exclude_groups: frozenset[str] = frozenset()
                          ) -> tuple[list, list[dict]]:
-    """The corpus's training side (bench_real's split) plus augmented copies: annotations
-    pointing at audio on disk, and one record per track for ``training_data.json``."""
+    """The corpus's training side (bench_real's split, less ``exclude_groups``) plus augmented
+    copies: annotations pointing at audio on disk, and one record per track for
+    ``training_data.json``."""
     import numpy as np
 
     from edm.audio import content_hash, load_audio, write_audio
@@ -73,6 +75,7 @@ def real_training_tracks(corpus: Path, data: Path, augment_copies: int, seed: in
     from bench_real import load_corpus, split_by_group
 
     train, _test = split_by_group(load_corpus(corpus), 0.5, 0)  # bench_real's defaults
+    train = [(item, truth) for item, truth in train if item["group"] not in exclude_groups]
     annotations, records = [], []
     folder = data / "augmented"
     folder.mkdir(parents=True, exist_ok=True)
@@ -132,7 +135,8 @@ def teacher_labels(folder: Path) -> tuple[list, list[dict]]:
 def fit_member(data: Path, *, tracks: int, minutes: float, epochs: int, seed: int,
                augment_seed: int, channels: int | None, real: Path | None,
                augment_copies: int, varieties: tuple[str, ...],
-               teacher: tuple[list, list[dict]] = ([], [])) -> tuple[FitReport, list[dict]]:
+               teacher: tuple[list, list[dict]] = ([], []),
+               exclude_groups: frozenset[str] = frozenset()) -> tuple[FitReport, list[dict]]:
     """One net of the default model: the synth libraries of ``seed`` + the real training side
     (augmented with ``augment_seed``) + the ``teacher``'s labels (annotations, records),
     embedded and fitted with training seed ``seed``."""
@@ -166,7 +170,7 @@ def fit_member(data: Path, *, tracks: int, minutes: float, epochs: int, seed: in
     store_path = data / f"store-seed{seed}-{tracks}x{minutes:g}min-{'-'.join(varieties)}.zarr"
     if real is not None:
         real_annotations, real_records = real_training_tracks(real, data, augment_copies,
-                                                              augment_seed)
+                                                              augment_seed, exclude_groups)
         annotations += real_annotations
         records += real_records
     annotations += teacher[0]
@@ -189,16 +193,19 @@ def fit_member(data: Path, *, tracks: int, minutes: float, epochs: int, seed: in
 def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int,
           seeds: tuple[int, ...], channels: int | None, keep_energy: bool = False,
           real: Path | None = None, augment_copies: int = 0,
-          varieties: tuple[str, ...] = ("classic",), unlabeled: Path | None = None) -> dict:
+          varieties: tuple[str, ...] = ("classic",), unlabeled: Path | None = None,
+          exclude_groups: frozenset[str] = frozenset()) -> dict:
     """Fit one net per seed (:func:`fit_member`) and save them as one model: analysis averages
     their probabilities. The real tracks and their augmented copies are the same data for every
-    net (augmented with the first seed); each seed draws its own synth tracks and training."""
+    net (augmented with the first seed); each seed draws its own synth tracks and training.
+    ``exclude_groups``: artists/projects of the real training side left out (the folds of
+    ``bench_decode_cv.py``, whose decoding is scored on tracks no net has seen)."""
     started = time.perf_counter()
     teacher = teacher_labels(unlabeled) if unlabeled else ([], [])
     members = [fit_member(data, tracks=tracks, minutes=minutes, epochs=epochs, seed=seed,
                           augment_seed=seeds[0], channels=channels, real=real,
                           augment_copies=augment_copies, varieties=varieties,
-                          teacher=teacher)
+                          teacher=teacher, exclude_groups=exclude_groups)
                for seed in seeds]
     heads = members[0][0].heads
     heads.nets = [net for report, _ in members for net in report.heads.nets]
@@ -218,7 +225,8 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int,
         heads.energy = None
     heads.save(out, metrics=metrics)
     (out / "training_data.json").write_text(json.dumps(
-        {"split": "bench_real.split_by_group(test_fraction=0.5, seed=0): training side only",
+        {"split": "bench_real.split_by_group(test_fraction=0.5, seed=0): training side only"
+                  + (f", less {', '.join(sorted(exclude_groups))}" if exclude_groups else ""),
          "tracks": records}, indent=1))
     size = sum(f.stat().st_size for f in out.iterdir())
     return {"out": str(out), "tracks": len(records), "bytes": size,
