@@ -7,17 +7,19 @@ fires on every beat, the boundary head on every section start) and a decoder tun
 trusts the heads too much. This benchmark makes a development set that behaves like new music:
 
 1. bench_real's *training* side is cut into ``--folds`` folds by artist/project;
-2. for each fold, ``build_default_model.build`` fits a model with the shipped recipe (synth +
-   real + augmented copies; one seed, ``--seed``) on everything but that fold;
-3. each fold's model analyses the first ``--excerpt-s`` seconds of the fold's tracks (as
-   bench_real scores its held-out tracks); activations and descriptors are cached;
+2. for each fold and training seed (``--seed``, default the shipped model's two),
+   ``build_default_model.build`` fits a net with the shipped recipe (synth + real + augmented
+   copies) on everything but that fold;
+3. each fold's nets analyse the first ``--excerpt-s`` seconds of the fold's tracks (as
+   bench_real scores its held-out tracks); their activations are cached and averaged, as
+   analysis averages the shipped model's nets;
 4. ``edm.decode`` as it is on the path decodes every cached track, scored with
    ``edm.evaluate`` (mir_eval), beside the shipped model's activations of the same excerpts
    (which it was trained on: the optimistic figure this benchmark replaces).
 
-Decoder changes can then be chosen here and checked once on bench_real's held-out side. The
-fold models take ~3 minutes each on 2 cores and are kept in ``WORK/fold-K``; later runs only
-decode.
+Decoder changes can then be chosen here and checked once on bench_real's held-out side. A fold
+net takes ~2.5 minutes on 2 cores; nets are kept in ``WORK/<recipe>/seedS-foldK``, so later runs
+only decode.
 
 Usage::
 
@@ -35,12 +37,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_real import excerpt, load_corpus, split_by_group
+from build_default_model import TRAIN_SEEDS
 
 from edm.data.schema import TrackAnnotation
 from edm.evaluate import Events, evaluate_events, mean_scores
@@ -108,9 +112,9 @@ def _load(path: Path) -> tuple[Activations, dict[str, np.ndarray], float]:
 def cached_tracks(model_dir: Path | None, pairs: list[tuple[dict, TrackAnnotation]],
                   cache: Path) -> list[CachedTrack]:
     """Each track's activations by the model in ``model_dir`` (None: the shipped one), from
-    ``cache`` or computed once (with the onset fallback, as ``edm.analyze.analyze`` decodes)."""
+    ``cache`` or computed once."""
     from edm.analyze import load_model
-    from edm.analyze.pipeline import activations, embed, onset_fallback
+    from edm.analyze.pipeline import activations, embed
 
     cache.mkdir(parents=True, exist_ok=True)
     model = None
@@ -121,19 +125,38 @@ def cached_tracks(model_dir: Path | None, pairs: list[tuple[dict, TrackAnnotatio
             model = model or load_model(model_dir)
             embedded = embed(truth.track.path, model)
             acts = activations(embedded, model)
-            acts = onset_fallback(acts, embedded.descriptors) or acts
             _save(target, acts, embedded.descriptors, embedded.duration_s)
         acts, descriptors, duration_s = _load(target)
         out.append(CachedTrack(item["id"], truth, acts, descriptors, duration_s))
     return out
 
 
-def decoded_events(track: CachedTrack) -> Events:
-    """What ``edm analyze`` reports for the track, decoded from its cached activations."""
-    from edm.analyze.pipeline import decode
+def averaged(runs: list[list[CachedTrack]]) -> list[CachedTrack]:
+    """The tracks with each head's activations averaged over ``runs`` (one list per net, same
+    tracks in the same order): what analysis does with a model of several nets."""
 
-    grid, sections = decode(track.activations, descriptors=track.descriptors,
-                            duration_s=track.duration_s)
+    def mean(name: str) -> np.ndarray | None:
+        values = [getattr(t.activations, name) for t in tracks]
+        return None if values[0] is None else np.mean(values, axis=0)
+
+    out = []
+    for tracks in zip(*runs, strict=True):
+        first = tracks[0]
+        acts = Activations(beat=mean("beat"), downbeat=mean("downbeat"),
+                           boundary=mean("boundary"),
+                           frames_per_second=first.activations.frames_per_second,
+                           section=mean("section"), section_labels=first.activations.section_labels)
+        out.append(CachedTrack(first.id, first.truth, acts, first.descriptors, first.duration_s))
+    return out
+
+
+def decoded_events(track: CachedTrack) -> Events:
+    """What ``edm analyze`` reports for the track, decoded from its cached activations (with
+    the onset fallback where the beat head is silent, as analysis decodes)."""
+    from edm.analyze.pipeline import decode, onset_fallback
+
+    acts = onset_fallback(track.activations, track.descriptors) or track.activations
+    grid, sections = decode(acts, descriptors=track.descriptors, duration_s=track.duration_s)
     return Events(beats=grid.beats, downbeats=grid.downbeats, bpm=grid.bpm,
                   boundaries=np.array([s.start_s for s in sections[1:]], float))
 
@@ -144,8 +167,28 @@ def score(tracks: list[CachedTrack]) -> tuple[dict[str, float], list[dict[str, f
     return mean_scores(per_track), per_track
 
 
-def development_set(corpus: Path, work: Path, *, folds: int, seed: int, excerpt_s: float,
-                    data: Path) -> tuple[list[CachedTrack], list[CachedTrack]]:
+@dataclass(frozen=True)
+class Recipe:
+    """How the fold models are built (``build_default_model``'s options; its defaults are the
+    shipped model's recipe, with one seed)."""
+
+    augment: int = 1
+    epochs: int = 30
+    tracks: int = 24
+    varieties: tuple[str, ...] = ("classic",)
+    #: TemporalHeads options over the defaults.
+    model: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return (f"a{self.augment}-e{self.epochs}-t{self.tracks}-" + "-".join(self.varieties)
+                + "".join(f"-{key}{value}" for key, value in self.model))
+
+
+def development_set(corpus: Path, work: Path, *, folds: int, seeds: tuple[int, ...],
+                    excerpt_s: float,
+                    data: Path, recipe: Recipe = Recipe()
+                    ) -> tuple[list[CachedTrack], list[CachedTrack]]:
     """Out-of-fold tracks (each analysed by the fold model that never saw its artist) and the
     same excerpts analysed by the shipped model, in the same order."""
     from build_default_model import build
@@ -153,15 +196,22 @@ def development_set(corpus: Path, work: Path, *, folds: int, seed: int, excerpt_
     train, _test = split_by_group(load_corpus(corpus), 0.5, 0)  # the shipped model's split
     excerpts = [(item, excerpt(truth, item["id"], work / "excerpts", excerpt_s))
                 for item, truth in train]
-    oof: list[CachedTrack] = []
-    for k, groups in enumerate(folds_by_group(train, folds)):
-        model_dir = work / f"fold-{k}"
-        if not (model_dir / "config.json").is_file():
-            print(f"fold {k}: fitting without {sorted(groups)}", file=sys.stderr)
-            build(data, model_dir, tracks=24, minutes=2.0, epochs=30, seeds=(seed,),
-                  channels=None, real=corpus, augment_copies=1, exclude_groups=frozenset(groups))
-        held = [pair for pair in excerpts if pair[0]["group"] in groups]
-        oof += cached_tracks(model_dir, held, work / "cache" / f"fold-{k}")
+    runs: list[list[CachedTrack]] = []
+    for seed in seeds:
+        run: list[CachedTrack] = []
+        for k, groups in enumerate(folds_by_group(train, folds)):
+            model_dir = work / recipe.name / f"seed{seed}-fold{k}"
+            if not (model_dir / "config.json").is_file():
+                print(f"seed {seed}, fold {k}: fitting without {sorted(groups)}",
+                      file=sys.stderr)
+                build(data, model_dir, tracks=recipe.tracks, minutes=2.0, epochs=recipe.epochs,
+                      seeds=(seed,), model=dict(recipe.model), real=corpus,
+                      augment_copies=recipe.augment, varieties=recipe.varieties,
+                      exclude_groups=frozenset(groups))
+            held = [pair for pair in excerpts if pair[0]["group"] in groups]
+            run += cached_tracks(model_dir, held, model_dir / "activations")
+        runs.append(run)
+    oof = averaged(runs)
     order = {track.id: i for i, track in enumerate(oof)}
     shipped = cached_tracks(None, sorted(excerpts, key=lambda p: order[p[0]["id"]]),
                             work / "cache" / "shipped")
@@ -178,15 +228,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("/tmp/edm-default-model"),
                         help="build_default_model's data folder (synth libraries, stores).")
     parser.add_argument("--folds", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=1, help="training seed of the fold models")
+    parser.add_argument("--seed", type=int, nargs="+", default=list(TRAIN_SEEDS),
+                        help="training seeds of the fold nets (averaged; default: the shipped "
+                             "model's)")
     parser.add_argument("--excerpt-s", type=float, default=120.0)
+    parser.add_argument("--augment", type=int, default=Recipe.augment,
+                        help="fold models: augmented copies of each real track")
+    parser.add_argument("--epochs", type=int, default=Recipe.epochs)
+    parser.add_argument("--tracks", type=int, default=Recipe.tracks,
+                        help="fold models: synth tracks per variety")
+    parser.add_argument("--variety", nargs="+", default=list(Recipe.varieties),
+                        choices=("classic", "broad"))
+    parser.add_argument("--model", type=json.loads, default={}, metavar="JSON",
+                        help='fold models: TemporalHeads options, e.g. {"fine_layers": 7}')
     parser.add_argument("--per-track", action="store_true", help="also print every track")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     started = time.time()
-    oof, shipped = development_set(args.corpus, args.work, folds=args.folds, seed=args.seed,
-                                   excerpt_s=args.excerpt_s, data=args.data)
+    oof, shipped = development_set(args.corpus, args.work, folds=args.folds,
+                                   seeds=tuple(args.seed),
+                                   excerpt_s=args.excerpt_s, data=args.data,
+                                   recipe=Recipe(args.augment, args.epochs, args.tracks,
+                                                 tuple(args.variety),
+                                                 tuple(sorted(args.model.items()))))
     rows = {}
     per_track = {}
     for name, tracks in (("out-of-fold (fold models)", oof),
