@@ -51,8 +51,12 @@ from edm.heads.activations import Activations, peak_near, to_frame
 #: activation at the grid's beats) than one grid at the global tempo.
 _SEGMENT_GAIN = 0.08
 #: Weight of the beat head against the kick/snare accents when choosing between a grid and
-#: the same grid half a beat later.
-_HEAD_PHASE_WEIGHT = 0.75
+#: the same grid half a beat later: an equal say, so the more decisive of the two wins (clear
+#: kicks still beat a head fooled by off-beat hats, ``tests/test_decode.py``). At 0.75, on real
+#: tracks the heads had not seen, accents on the off-beat overruled a head that was right
+#: (one track of 29 in two of three sets of fold nets) and never the other way round
+#: (``benchmarks/bench_decode_cv.py``; issue 15, ``benchmarks/RESULTS.md``).
+_HEAD_PHASE_WEIGHT = 1.0
 
 #: Shorter activations hold too few beats for a grid.
 MIN_DECODE_S = 4.0
