@@ -50,7 +50,8 @@ from edm.data.schema import TrackAnnotation
 from edm.evaluate import Events, evaluate_events, mean_scores
 from edm.heads.activations import Activations
 
-SHOWN = ("beat_f", "downbeat_f", "tempo_acc1", "tempo_acc2", "boundary_f_0.5s", "boundary_f_3s")
+SHOWN = ("beat_f", "beat_anti_phase", "downbeat_f", "tempo_acc1", "tempo_acc2", "boundary_f_0.5s",
+         "boundary_f_3s")
 
 
 @dataclass(frozen=True)

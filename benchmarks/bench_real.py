@@ -22,7 +22,8 @@ Methods, each on every held-out track in this one process:
 Held-out tracks are scored on their first ``--excerpt-s`` seconds (120 s by default: the
 box is shared and madmom runs at about real time there); training uses whole tracks.
 
-Metrics: ``edm.evaluate.evaluate_events`` (mir_eval): beat F (±70 ms), CMLt, AMLt, downbeat
+Metrics: ``edm.evaluate.evaluate_events`` (mir_eval): beat F (±70 ms), CMLt, AMLt, tracks in
+anti-phase (``edm.evaluate.anti_phase``: beats on the off-beats), downbeat
 F, tempo acc1/acc2, boundary F at 0.5 s and 3 s, energy rank correlation (Spearman over
 sections; truth = RMS level of each section of the render), seconds per track (wall clock,
 decoding included). Also the median signed offset of madmom's beats from the true beats:
@@ -60,8 +61,8 @@ from edm.data.schema import Cue, Metadata, Tier, TrackAnnotation, load_annotatio
 from edm.evaluate import METRICS, Events, evaluate_events, mean_scores
 from edm.heads.config import TrainConfig
 
-SHOWN = ("beat_f", "beat_cmlt", "beat_amlt", "downbeat_f", "tempo_acc1", "tempo_acc2",
-         "boundary_f_0.5s", "boundary_f_3s", "energy_spearman")
+SHOWN = ("beat_f", "beat_cmlt", "beat_amlt", "beat_anti_phase", "downbeat_f", "tempo_acc1",
+         "tempo_acc2", "boundary_f_0.5s", "boundary_f_3s", "energy_spearman")
 CUE_SHARE = 0.6
 
 
@@ -224,8 +225,12 @@ def madmom_offset_ms(truth: TrackAnnotation, events: Events) -> float:
     return float(np.median(diff) * 1000) if len(diff) else float("nan")
 
 
-def fmt(value: float) -> str:
-    return "–" if not np.isfinite(value) else f"{value:.2f}"
+def fmt(value: float, metric: str = "", tracks: int = 0) -> str:
+    if not np.isfinite(value):
+        return "–"
+    if metric == "beat_anti_phase":  # a share of the tracks, shown as a count
+        return f"{round(value * tracks)}/{tracks}"
+    return f"{value:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
               + "---|" * (len(SHOWN) + 1))
     lines = [header]
     for name, scores in rows.items():
-        lines.append(f"| {name} | " + " | ".join(fmt(scores.get(m, np.nan)) for m in SHOWN)
+        lines.append(f"| {name} | "
+                     + " | ".join(fmt(scores.get(m, np.nan), m, len(truths)) for m in SHOWN)
                      + f" | {scores['seconds']:.1f} |")
     table = "\n".join(lines)
     minutes = sum(t.track.duration_s or 0 for t in truths) / 60

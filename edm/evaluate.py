@@ -14,6 +14,8 @@ Metrics
 -------
 - :func:`beat_f_measure` — F-measure, ±70 ms.
 - :func:`beat_continuity` — CMLt and AMLt (correct metrical level / any metrical level).
+- :func:`anti_phase` — 1 for a track whose beats sit on the off-beats (its mean over tracks is
+  the share of tracks in anti-phase).
 - :func:`downbeat_f_measure` — F-measure on downbeats, ±70 ms.
 - :func:`tempo_accuracy` — Acc1 (within 4 %) and Acc2 (also at ×2, ×½, ×3, ×⅓).
 - :func:`boundary_hit_rate` — boundary F-measure at a window in seconds (0.5 s and 3 s).
@@ -50,6 +52,7 @@ METRICS: tuple[str, ...] = (
     "beat_f",
     "beat_cmlt",
     "beat_amlt",
+    "beat_anti_phase",
     "downbeat_f",
     "tempo_acc1",
     "tempo_acc2",
@@ -88,6 +91,24 @@ def beat_continuity(reference: np.ndarray, estimate: np.ndarray) -> dict[str, fl
     and off-beat phase)."""
     _, cmlt, _, amlt = mir_eval.beat.continuity(_beats(reference), _beats(estimate))
     return {"beat_cmlt": float(cmlt), "beat_amlt": float(amlt)}
+
+
+#: Anti-phase: hardly a beat within ±70 ms of a true one (F below this)...
+ANTI_PHASE_MAX_F = 0.3
+#: ...while the beats still follow the track at some metrical level (AMLt above this; AMLt
+#: accepts the off-beat grid as well as double and half tempo).
+ANTI_PHASE_MIN_AMLT = 0.8
+
+
+def anti_phase(beat_f: float, amlt: float) -> float:
+    """1.0 when a track's estimated beats are on the off-beats (F < :data:`ANTI_PHASE_MAX_F`
+    with AMLt > :data:`ANTI_PHASE_MIN_AMLT`), else 0.0. A double- or half-tempo grid keeps F
+    near 0.67 and is not anti-phase.
+
+    >>> anti_phase(0.02, 0.95), anti_phase(0.67, 0.99), anti_phase(0.1, 0.2)
+    (1.0, 0.0, 0.0)
+    """
+    return float(beat_f < ANTI_PHASE_MAX_F and amlt > ANTI_PHASE_MIN_AMLT)
 
 
 def downbeat_f_measure(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -228,6 +249,7 @@ def evaluate_events(truth: TrackAnnotation, pred: Events) -> dict[str, float]:
         if ref.beats is not None and pred.beats is not None:
             scores["beat_f"] = beat_f_measure(ref.beats, pred.beats)
             scores.update(beat_continuity(ref.beats, pred.beats))
+            scores["beat_anti_phase"] = anti_phase(scores["beat_f"], scores["beat_amlt"])
         if ref.downbeats is not None and pred.downbeats is not None:
             scores["downbeat_f"] = downbeat_f_measure(ref.downbeats, pred.downbeats)
         if ref.bpm and pred.bpm:

@@ -45,6 +45,7 @@ def annotation(
 def test_perfect_prediction_scores_one() -> None:
     truth = annotation()
     scores = evaluate_track(truth, truth)
+    assert scores.pop("beat_anti_phase") == 0.0
     assert all(value == pytest.approx(1.0) for value in scores.values()), scores
 
 
@@ -58,6 +59,11 @@ def test_each_error_hits_its_own_metric() -> None:
     assert double["beat_f"] == pytest.approx(2 / 3, abs=0.01)
     assert double["beat_cmlt"] == 0.0 and double["beat_amlt"] == pytest.approx(1.0, abs=0.02)
     assert double["tempo_acc1"] == 0.0 and double["tempo_acc2"] == 1.0
+    assert double["beat_anti_phase"] == 0.0
+    # Half a beat late: no beat within 70 ms, every beat on the off-beat: anti-phase.
+    offbeat = evaluate_track(truth, annotation(start_s=0.5 + 30.0 / 128.0))
+    assert offbeat["beat_f"] == 0.0 and offbeat["beat_amlt"] == pytest.approx(1.0, abs=0.02)
+    assert offbeat["beat_anti_phase"] == 1.0
     # Boundaries 1 s late: miss at 0.5 s, hit at 3 s; half a beat (0.23 s) late hits at 1 beat.
     late = evaluate_track(truth, annotation(bounds=(31.5, 61.5, 91.5)))
     assert late["boundary_f_0.5s"] == 0.0 and late["boundary_f_3s"] == 1.0

@@ -16,6 +16,7 @@ _LABELS = {
     "beat_f": "beat F",
     "beat_cmlt": "beat CMLt",
     "beat_amlt": "beat AMLt",
+    "beat_anti_phase": "share in anti-phase (lower is better)",
     "downbeat_f": "downbeat F",
     "tempo_acc1": "tempo Acc1",
     "tempo_acc2": "tempo Acc2",
