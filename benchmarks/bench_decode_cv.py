@@ -179,11 +179,15 @@ class Recipe:
     varieties: tuple[str, ...] = ("classic",)
     #: TemporalHeads options over the defaults.
     model: tuple[tuple[str, Any], ...] = ()
+    #: TrainConfig fields over the defaults (values as JSON text).
+    train: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str:
         return (f"a{self.augment}-e{self.epochs}-t{self.tracks}-" + "-".join(self.varieties)
-                + "".join(f"-{key}{value}" for key, value in self.model))
+                + "".join(f"-{key}{value}" for key, value in self.model)
+                + "".join(f"-{key}{''.join(c for c in value if c.isalnum() or c == '.')}"
+                          for key, value in self.train))
 
 
 def development_set(corpus: Path, work: Path, *, folds: int, seeds: tuple[int, ...],
@@ -206,7 +210,9 @@ def development_set(corpus: Path, work: Path, *, folds: int, seeds: tuple[int, .
                 print(f"seed {seed}, fold {k}: fitting without {sorted(groups)}",
                       file=sys.stderr)
                 build(data, model_dir, tracks=recipe.tracks, minutes=2.0, epochs=recipe.epochs,
-                      seeds=(seed,), model=dict(recipe.model), real=corpus,
+                      seeds=(seed,), model=dict(recipe.model),
+                      train={key: json.loads(value) for key, value in recipe.train},
+                      real=corpus,
                       augment_copies=recipe.augment, varieties=recipe.varieties,
                       exclude_groups=frozenset(groups))
             held = [pair for pair in excerpts if pair[0]["group"] in groups]
@@ -242,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                         choices=("classic", "broad"))
     parser.add_argument("--model", type=json.loads, default={}, metavar="JSON",
                         help='fold models: TemporalHeads options, e.g. {"fine_layers": 7}')
+    parser.add_argument("--train", type=json.loads, default={}, metavar="JSON",
+                        help='fold models: TrainConfig fields, e.g. {"crop_s": 90}')
     parser.add_argument("--per-track", action="store_true", help="also print every track")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -252,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
                                    excerpt_s=args.excerpt_s, data=args.data,
                                    recipe=Recipe(args.augment, args.epochs, args.tracks,
                                                  tuple(args.variety),
-                                                 tuple(sorted(args.model.items()))))
+                                                 tuple(sorted(args.model.items())),
+                                                 tuple(sorted((k, json.dumps(v))
+                                                              for k, v in args.train.items()))))
     rows = {}
     per_track = {}
     for name, tracks in (("out-of-fold (fold models)", oof),

@@ -133,7 +133,7 @@ def teacher_labels(folder: Path) -> tuple[list, list[dict]]:
 
 
 def fit_member(data: Path, *, tracks: int, minutes: float, epochs: int, seed: int,
-               augment_seed: int, model: dict, real: Path | None,
+               augment_seed: int, model: dict, train: dict, real: Path | None,
                augment_copies: int, varieties: tuple[str, ...],
                teacher: tuple[list, list[dict]] = ([], []),
                exclude_groups: frozenset[str] = frozenset()) -> tuple[FitReport, list[dict]]:
@@ -180,7 +180,8 @@ def fit_member(data: Path, *, tracks: int, minutes: float, epochs: int, seed: in
     if loaded.problems:
         print("\n".join(loaded.problems), file=sys.stderr)
     # Teacher labels are Tier 2: without this the Tier 1 truth would only validate them.
-    config = TrainConfig(epochs=epochs, seed=seed, tier1_validation=not teacher[0])
+    config = TrainConfig(**{"epochs": epochs, "seed": seed, "tier1_validation": not teacher[0],
+                            **train})
     config.model.update(model)
     # workers=1: one process, as the shipped nets were trained (a data-parallel fit draws other
     # noise and dropout, so it would not rebuild them byte for byte).
@@ -190,7 +191,8 @@ def fit_member(data: Path, *, tracks: int, minutes: float, epochs: int, seed: in
 
 
 def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int,
-          seeds: tuple[int, ...], model: dict | None = None, keep_energy: bool = False,
+          seeds: tuple[int, ...], model: dict | None = None, train: dict | None = None,
+          keep_energy: bool = False,
           real: Path | None = None, augment_copies: int = 0,
           varieties: tuple[str, ...] = ("classic",), unlabeled: Path | None = None,
           exclude_groups: frozenset[str] = frozenset()) -> dict:
@@ -202,7 +204,8 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int,
     started = time.perf_counter()
     teacher = teacher_labels(unlabeled) if unlabeled else ([], [])
     members = [fit_member(data, tracks=tracks, minutes=minutes, epochs=epochs, seed=seed,
-                          augment_seed=seeds[0], model=model or {}, real=real,
+                          augment_seed=seeds[0], model=model or {}, train=train or {},
+                          real=real,
                           augment_copies=augment_copies, varieties=varieties,
                           teacher=teacher, exclude_groups=exclude_groups)
                for seed in seeds]
@@ -264,6 +267,8 @@ def main() -> None:
                         help="edm synth varieties: --tracks synthetic tracks of each")
     parser.add_argument("--model", type=json.loads, default={}, metavar="JSON",
                         help='TemporalHeads options over the defaults, e.g. {"fine_layers": 7}')
+    parser.add_argument("--train", type=json.loads, default={}, metavar="JSON",
+                        help='TrainConfig fields over the defaults, e.g. {"crop_s": 90}')
     parser.add_argument("--real", type=Path, default=None,
                         help="real corpus folder (manifest.json + annotations/): train on its "
                              "bench_real training split too")
@@ -279,7 +284,7 @@ def main() -> None:
     # As edm fit-heads does: spinning OpenMP threads cost 4x on a shared machine (issue 18).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     summary = build(args.data, args.out, tracks=args.tracks, minutes=args.minutes,
-                    epochs=args.epochs, seeds=tuple(args.seed), model=args.model,
+                    epochs=args.epochs, seeds=tuple(args.seed), model=args.model, train=args.train,
                     keep_energy=args.keep_energy, real=args.real, augment_copies=args.augment,
                     varieties=tuple(args.variety), unlabeled=args.unlabeled)
     print(json.dumps(summary, indent=2, default=str))
