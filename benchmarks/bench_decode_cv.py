@@ -29,7 +29,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -43,7 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_real import excerpt, load_corpus, split_by_group
+from bench_real import corpus_parser, excerpt, load_corpus, split_by_group
 from build_default_model import TRAIN_SEEDS
 
 from edm.data.schema import TrackAnnotation
@@ -226,12 +225,7 @@ def development_set(corpus: Path, work: Path, *, folds: int, seeds: tuple[int, .
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("Usage::")[1])
-    parser.add_argument("corpus", type=Path)
-    parser.add_argument("--work", type=Path, required=True,
-                        help="Scratch folder: fold models, excerpts, activation cache.")
+    parser = corpus_parser(__doc__, "Scratch folder: fold models, excerpts, activation cache.")
     parser.add_argument("--data", type=Path, default=Path("/tmp/edm-default-model"),
                         help="build_default_model's data folder (synth libraries, stores).")
     parser.add_argument("--folds", type=int, default=3)

@@ -233,13 +233,19 @@ def fmt(value: float, metric: str = "", tracks: int = 0) -> str:
     return f"{value:.2f}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+def corpus_parser(doc: str, work_help: str) -> argparse.ArgumentParser:
+    """The command line of a real-corpus benchmark: its docstring as the help (first paragraph)
+    and epilog (after ``Usage::``), the corpus folder and ``--work``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("Usage::")[1])
+                                     epilog=doc.split("Usage::")[1])
     parser.add_argument("corpus", type=Path)
-    parser.add_argument("--work", type=Path, required=True,
-                        help="Scratch folder: store, fitted model, peer cache.")
+    parser.add_argument("--work", type=Path, required=True, help=work_help)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = corpus_parser(__doc__, "Scratch folder: store, fitted model, peer cache.")
     parser.add_argument("--test-fraction", type=float, default=0.5)
     parser.add_argument("--max-test", type=int, default=None,
                         help="Cap on held-out tracks (whole groups are still kept apart).")
