@@ -17,7 +17,10 @@ trusts the heads too much. This benchmark makes a development set that behaves l
    ``edm.evaluate`` (mir_eval), beside the shipped model's activations of the same excerpts
    (which it was trained on: the optimistic figure this benchmark replaces).
 
-Decoder changes can then be chosen here and checked once on bench_real's held-out side. A fold
+Decoder changes can then be chosen here and checked once on bench_real's held-out side.
+``--new-library`` also measures the DJ case where the library is new to the model
+(:func:`new_library_case`); bench_real's own DJ case fits the shipped model on tracks it was
+trained on. A fold
 net takes ~2.5 minutes on 2 cores; nets are kept in ``WORK/<recipe>/seedS-foldK``, so later runs
 only decode.
 
@@ -25,6 +28,7 @@ Usage::
 
     python benchmarks/bench_decode_cv.py /work/realdata --work /work/realdata/cv
     python benchmarks/bench_decode_cv.py /work/realdata --work /work/realdata/cv --json
+    python benchmarks/bench_decode_cv.py /work/realdata --work /work/realdata/cv --new-library
 """
 
 from __future__ import annotations
@@ -224,6 +228,36 @@ def development_set(corpus: Path, work: Path, *, folds: int, seeds: tuple[int, .
     return oof, shipped
 
 
+def new_library_case(corpus: Path, work: Path, *, folds: int, seed: int, recipe: Recipe,
+                     excerpt_s: float) -> dict[str, dict[str, float]]:
+    """The DJ case with a library the model has not heard: each fold's net (training seed
+    ``seed``, from :func:`development_set`) plays the shipped model, and the fold's own 9-10
+    tracks are the DJ's library (bench_real's DJ case: a Rekordbox XML with the true grid and
+    memory cues on 60 % of the boundaries, fitted from that net). Base and fitted nets are
+    scored on bench_real's held-out excerpts, which neither has heard."""
+    from bench_peers import edm_events
+    from bench_real import fit_dj_model, shipped_model_groups
+
+    items = load_corpus(corpus)
+    train, test = split_by_group(items, 0.5, 0)
+    test = [(item, truth) for item, truth in test if item["group"] not in shipped_model_groups()]
+    truths = [excerpt(truth, item["id"], work / "held-out-excerpts", excerpt_s)
+              for item, truth in test]
+    audio = [Path(truth.track.path) for truth in truths]
+    rows = {}
+    for k, groups in enumerate(folds_by_group(train, folds)):
+        base = work / recipe.name / f"seed{seed}-fold{k}"
+        library = [pair for pair in train if pair[0]["group"] in groups]
+        fitted = fit_dj_model(library, audio, work / f"new-library-fold{k}", None, 0,
+                              init=str(base))
+        for name, model_dir in ((f"fold {k} net", base),
+                                (f"fold {k} net fitted on its {len(library)} tracks", fitted)):
+            events = edm_events(model_dir)
+            rows[name] = mean_scores([evaluate_events(truth, events(path))
+                                      for truth, path in zip(truths, audio, strict=True)])
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = corpus_parser(__doc__, "Scratch folder: fold models, excerpts, activation cache.")
     parser.add_argument("--data", type=Path, default=Path("/tmp/edm-default-model"),
@@ -244,29 +278,36 @@ def main(argv: list[str] | None = None) -> int:
                         help='fold models: TemporalHeads options, e.g. {"fine_layers": 7}')
     parser.add_argument("--train", type=json.loads, default={}, metavar="JSON",
                         help='fold models: TrainConfig fields, e.g. {"crop_s": 90}')
+    parser.add_argument("--new-library", action="store_true",
+                        help="also the DJ case with a library new to the model: each fold net "
+                             "(first --seed) fitted on its fold's tracks, base and fitted scored "
+                             "on bench_real's held-out tracks")
     parser.add_argument("--per-track", action="store_true", help="also print every track")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     started = time.time()
+    recipe = Recipe(args.augment, args.epochs, args.tracks, tuple(args.variety),
+                    tuple(sorted(args.model.items())),
+                    tuple(sorted((k, json.dumps(v)) for k, v in args.train.items())))
     oof, shipped = development_set(args.corpus, args.work, folds=args.folds,
-                                   seeds=tuple(args.seed),
-                                   excerpt_s=args.excerpt_s, data=args.data,
-                                   recipe=Recipe(args.augment, args.epochs, args.tracks,
-                                                 tuple(args.variety),
-                                                 tuple(sorted(args.model.items())),
-                                                 tuple(sorted((k, json.dumps(v))
-                                                              for k, v in args.train.items()))))
+                                   seeds=tuple(args.seed), excerpt_s=args.excerpt_s,
+                                   data=args.data, recipe=recipe)
     rows = {}
     per_track = {}
     for name, tracks in (("out-of-fold (fold models)", oof),
                          ("shipped model (trained on these)", shipped)):
         rows[name], per_track[name] = score(tracks)
+    library_rows = (new_library_case(args.corpus, args.work, folds=args.folds,
+                                     seed=args.seed[0], recipe=recipe,
+                                     excerpt_s=args.excerpt_s) if args.new_library else {})
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     summary = {"tracks": len(oof), "folds": args.folds,
                "minutes": round(sum(t.duration_s for t in oof) / 60, 1),
                "rows": {k: {m: round(v, 4) for m, v in r.items() if np.isfinite(v)}
                         for k, r in rows.items()},
+               "new_library": {k: {m: round(v, 4) for m, v in r.items() if np.isfinite(v)}
+                               for k, r in library_rows.items()},
                "per_track": {t.id: {m: round(s[m], 3) for m in SHOWN}
                              for t, s in zip(oof, per_track[next(iter(rows))], strict=True)},
                "wall_s": round(time.time() - started, 1), "uptime": load}
@@ -276,6 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     print("| activations | " + " | ".join(SHOWN) + " |\n|---|" + "---|" * len(SHOWN))
     for name, scores in rows.items():
         print(f"| {name} | " + " | ".join(f"{scores[m]:.3f}" for m in SHOWN) + " |")
+    if library_rows:
+        print("\n| held-out real tracks (bench_real's) | " + " | ".join(SHOWN) + " |\n|---|"
+              + "---|" * len(SHOWN))
+        for name, scores in library_rows.items():
+            print(f"| {name} | " + " | ".join(f"{scores[m]:.3f}" for m in SHOWN) + " |")
     if args.per_track:
         for track_id, scores in summary["per_track"].items():
             print(f"{track_id[:44]:44s} " + " ".join(f"{scores[m]:.2f}" for m in SHOWN))

@@ -116,9 +116,11 @@ def dj_annotation(truth: TrackAnnotation, rng: np.random.Generator) -> TrackAnno
 
 
 def fit_dj_model(train: list[tuple[dict, TrackAnnotation]], test_audio: list[Path], work: Path,
-                 epochs: int | None, seed: int, model: dict | None = None) -> Path:
+                 epochs: int | None, seed: int, model: dict | None = None,
+                 init: str = "default") -> Path:
     """XML → import → embed → fit-heads, through the library functions behind the CLI;
-    ``model``: TemporalHeads options over TrainConfig's."""
+    ``model``: TemporalHeads options over TrainConfig's; ``init``: the heads the fit starts
+    from (``edm fit-heads --init``; default the shipped model)."""
     from edm.data.rekordbox import read_rekordbox_xml, write_rekordbox_xml
     from edm.data.schema import annotation_filename, save_annotation
     from edm.heads.fit import fit_from_store
@@ -141,7 +143,7 @@ def fit_dj_model(train: list[tuple[dict, TrackAnnotation]], test_audio: list[Pat
     model_dir = work / "dj_model"
     config = TrainConfig(epochs=epochs, seed=seed)
     config.model.update(model or {})
-    fit_from_store(store, labels, model_dir, config, folds=0)
+    fit_from_store(store, labels, model_dir, config, folds=0, init=init)
     return model_dir
 
 
