@@ -118,13 +118,17 @@ def cached_tracks(model_dir: Path | None, pairs: list[tuple[dict, TrackAnnotatio
     """Each track's activations by the model in ``model_dir`` (None: the shipped one), from
     ``cache`` or computed once."""
     from edm.analyze import load_model
-    from edm.analyze.pipeline import activations, embed
+    from edm.analyze.pipeline import activations, embed, model_fingerprint
+    from edm.heads.artifacts import DEFAULT_MODEL_DIR
 
     cache.mkdir(parents=True, exist_ok=True)
+    # Keyed by the model's weights and the excerpt's audio: a rebuilt model or another
+    # --excerpt-s never gets activations cached for the old one.
+    version = model_fingerprint(model_dir or DEFAULT_MODEL_DIR).split(":")[1]
     model = None
     out = []
     for item, truth in pairs:
-        target = cache / f"{item['id']}.npz"
+        target = cache / f"{item['id']}.{version}.{truth.track.content_hash[:12]}.npz"
         if not target.is_file():
             model = model or load_model(model_dir)
             embedded = embed(truth.track.path, model)
@@ -139,17 +143,18 @@ def averaged(runs: list[list[CachedTrack]]) -> list[CachedTrack]:
     """The tracks with each head's activations averaged over ``runs`` (one list per net, same
     tracks in the same order): what analysis does with a model of several nets."""
 
-    def mean(name: str) -> np.ndarray | None:
+    def mean(tracks: tuple[CachedTrack, ...], name: str) -> np.ndarray | None:
         values = [getattr(t.activations, name) for t in tracks]
         return None if values[0] is None else np.mean(values, axis=0)
 
     out = []
     for tracks in zip(*runs, strict=True):
         first = tracks[0]
-        acts = Activations(beat=mean("beat"), downbeat=mean("downbeat"),
-                           boundary=mean("boundary"),
+        acts = Activations(beat=mean(tracks, "beat"), downbeat=mean(tracks, "downbeat"),
+                           boundary=mean(tracks, "boundary"),
                            frames_per_second=first.activations.frames_per_second,
-                           section=mean("section"), section_labels=first.activations.section_labels)
+                           section=mean(tracks, "section"),
+                           section_labels=first.activations.section_labels)
         out.append(CachedTrack(first.id, first.truth, acts, first.descriptors, first.duration_s))
     return out
 

@@ -199,6 +199,7 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int,
     """Fit one net per seed (:func:`fit_member`) and save them as one model: analysis averages
     their probabilities. The real tracks and their augmented copies are the same data for every
     net (augmented with the first seed); each seed draws its own synth tracks and training.
+    ``model`` / ``train``: TemporalHeads options / TrainConfig fields over the defaults;
     ``exclude_groups``: artists/projects of the real training side left out (the folds of
     ``bench_decode_cv.py``, whose decoding is scored on tracks no net has seen)."""
     started = time.perf_counter()
