@@ -29,6 +29,7 @@ Usage::
     python benchmarks/bench_decode_cv.py /work/realdata --work /work/realdata/cv
     python benchmarks/bench_decode_cv.py /work/realdata --work /work/realdata/cv --json
     python benchmarks/bench_decode_cv.py /work/realdata --work /work/realdata/cv --new-library
+    python benchmarks/bench_decode_cv.py /work/realdata --work /work/realdata/cv --peers
 """
 
 from __future__ import annotations
@@ -263,6 +264,27 @@ def new_library_case(corpus: Path, work: Path, *, folds: int, seed: int, recipe:
     return rows
 
 
+def _cell(value: float) -> str:
+    return f"{value:.3f}" if np.isfinite(value) else "–"
+
+
+def peer_rows(tracks: list[CachedTrack], cache: Path) -> dict[str, dict[str, float]]:
+    """madmom (its joint RNN + DBN, events cached by audio content) and a boundary every 8 bars
+    on the true grid, on the same excerpts: the peer and the trivial baseline beside the
+    development figures."""
+    from bench_peers import run_method
+    from bench_real import every_8_bars, madmom_joint_events
+
+    audio = [Path(t.truth.track.path) for t in tracks]
+    madmom = run_method("madmom", madmom_joint_events, audio, cache)
+    return {
+        "madmom RNN+DBN": mean_scores([evaluate_events(t.truth, events)
+                                       for t, (events, _) in zip(tracks, madmom, strict=True)]),
+        "every 8 bars (true grid)": mean_scores([evaluate_events(t.truth, every_8_bars(t.truth))
+                                                 for t in tracks]),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = corpus_parser(__doc__, "Scratch folder: fold models, excerpts, activation cache.")
     parser.add_argument("--data", type=Path, default=Path("/tmp/edm-default-model"),
@@ -287,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also the DJ case with a library new to the model: each fold net "
                              "(first --seed) fitted on its fold's tracks, base and fitted scored "
                              "on bench_real's held-out tracks")
+    parser.add_argument("--peers", action="store_true",
+                        help="also madmom and a boundary every 8 bars on the same tracks "
+                             "(madmom: ~20 s a track the first time, cached after)")
     parser.add_argument("--per-track", action="store_true", help="also print every track")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -303,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, tracks in (("out-of-fold (fold models)", oof),
                          ("shipped model (trained on these)", shipped)):
         rows[name], per_track[name] = score(tracks)
+    if args.peers:
+        rows.update(peer_rows(oof, args.work / "cache"))
     library_rows = (new_library_case(args.corpus, args.work, folds=args.folds,
                                      seed=args.seed[0], recipe=recipe,
                                      excerpt_s=args.excerpt_s) if args.new_library else {})
@@ -321,12 +348,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print("| activations | " + " | ".join(SHOWN) + " |\n|---|" + "---|" * len(SHOWN))
     for name, scores in rows.items():
-        print(f"| {name} | " + " | ".join(f"{scores[m]:.3f}" for m in SHOWN) + " |")
+        print(f"| {name} | " + " | ".join(_cell(scores.get(m, np.nan)) for m in SHOWN) + " |")
     if library_rows:
         print("\n| held-out real tracks (bench_real's) | " + " | ".join(SHOWN) + " |\n|---|"
               + "---|" * len(SHOWN))
         for name, scores in library_rows.items():
-            print(f"| {name} | " + " | ".join(f"{scores[m]:.3f}" for m in SHOWN) + " |")
+            print(f"| {name} | " + " | ".join(_cell(scores.get(m, np.nan)) for m in SHOWN) + " |")
     if args.per_track:
         for track_id, scores in summary["per_track"].items():
             print(f"{track_id[:44]:44s} " + " ".join(f"{scores[m]:.2f}" for m in SHOWN))
