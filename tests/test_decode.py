@@ -273,6 +273,30 @@ def test_arrangement_changes_make_boundaries_and_bars_where_the_heads_are_silent
     assert len(decode_boundaries(unsure, decoded)) <= 1  # the head alone finds nothing
 
 
+def test_an_instrument_entering_at_the_same_loudness_is_a_boundary_through_the_bands() -> None:
+    """Steady drums and levels, a head at its noise floor: a lead that takes over from a pad at
+    bar 16 and hands back at bar 40 (the loudness held) moves only the spectrum's shape. With
+    the band descriptors both changes are boundaries; with the summary descriptors alone
+    (a store written before the bands) the track is one section."""
+    from edm.backbones import BAND_NAMES
+
+    grid = [TempoSegment(start_s=0.5, bpm=128.0)]
+    act, beats, downbeats = activations_for(grid, 120.0, seed=13)
+    n = act.n_frames
+    rng = np.random.default_rng(13)
+    unsure = Activations(act.beat, act.downbeat, rng.uniform(0, 0.1, n), FPS)
+    summary = drum_descriptors(beats, n)
+    t = np.arange(n) / FPS
+    lead = (t >= downbeats[16]) & (t < downbeats[40])
+    bands = {name: np.full(n, 0.02) for name in BAND_NAMES}
+    bands["band_06"] = np.where(lead, 0.02, 0.2)  # the pad, low mids
+    bands["band_22"] = np.where(lead, 0.2, 0.02)  # the lead, upper mids
+    decoded = decode_beats(unsure)
+    found = decode_boundaries(unsure, decoded, descriptors={**summary, **bands})
+    np.testing.assert_allclose(found, downbeats[[16, 40]], atol=0.02)
+    assert len(decode_boundaries(unsure, decoded, descriptors=summary)) == 0
+
+
 def test_unsure_section_head_gives_no_label_and_confidence_per_section() -> None:
     from edm.decode import section_confidence
 

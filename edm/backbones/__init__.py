@@ -26,14 +26,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from edm.backbones.base import Backbone, BackboneDefaults
-from edm.backbones.descriptors import DESCRIPTOR_NAMES, compute_descriptors
+from edm.backbones.descriptors import (
+    BAND_NAMES,
+    DESCRIPTOR_NAMES,
+    SUMMARY_NAMES,
+    compute_descriptors,
+)
 from edm.backbones.frames import frame_count, hop_length
 
 BACKBONE_NAMES: tuple[str, ...] = ("spectral", "mert")
 
 __all__ = [
     "BACKBONE_NAMES",
+    "BAND_NAMES",
     "DESCRIPTOR_NAMES",
+    "SUMMARY_NAMES",
     "Backbone",
     "BackboneDefaults",
     "compute_descriptors",

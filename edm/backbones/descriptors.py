@@ -9,6 +9,10 @@ backbone made the embeddings.
 ``bass``/``mid``/``high``  RMS amplitude in 20–150 Hz / 150–2500 Hz / 2.5–11 kHz
 ``onset``               spectral flux: mean rise of log magnitude from the last frame
 ``centroid_hz``         spectral centroid (brightness), 0 in digital silence
+``band_00`` … ``band_31``  RMS amplitude in 32 overlapping mel-spaced triangular bands,
+                        30 Hz – 11 kHz (their powers add up to the frame's): the
+                        spectrum's shape, which changes where a section brings new
+                        instruments at the same loudness (:mod:`edm.decode.novelty`)
 ======================  ==========================================================
 
 Examples
@@ -16,12 +20,16 @@ Examples
 >>> import numpy as np
 >>> sine = np.sin(2 * np.pi * 1000 * np.arange(24000) / 24000).astype(np.float32)
 >>> d = compute_descriptors(sine, 24000, 75.0)
->>> sorted(d), len(d["rms"])
-(['bass', 'centroid_hz', 'high', 'mid', 'onset', 'rms'], 76)
+>>> sorted(SUMMARY_NAMES), len(d["rms"]), len(d) == len(DESCRIPTOR_NAMES)
+(['bass', 'centroid_hz', 'high', 'mid', 'onset', 'rms'], 76, True)
 >>> [round(float(d[name][40]), 3) for name in ("rms", "mid", "bass")]
 [0.707, 0.707, 0.0]
 >>> round(float(d["centroid_hz"][40]))
 1000
+>>> max(BAND_NAMES, key=lambda name: d[name][40])  # 1 kHz: the band of the sine
+'band_09'
+>>> round(float(np.sqrt(sum(d[name][40] ** 2 for name in BAND_NAMES))), 2)  # about the rms
+0.72
 """
 
 from __future__ import annotations
@@ -34,9 +42,16 @@ from edm.backbones.frames import (
     one_blas_thread,
     stft_magnitude_blocks,
 )
-from edm.backbones.spectral import band_bins
+from edm.backbones.spectral import band_bins, mel_filterbank
 
-DESCRIPTOR_NAMES: tuple[str, ...] = ("rms", "bass", "mid", "high", "onset", "centroid_hz")
+#: One number per frame for the whole spectrum: what energy is measured and predicted from.
+SUMMARY_NAMES: tuple[str, ...] = ("rms", "bass", "mid", "high", "onset", "centroid_hz")
+#: The spectrum's shape, coarse: 32 bands resolve a bass line, a pad and a lead apart (on real
+#: tracks 32 found more boundaries than 16, ``benchmarks/RESULTS.md``).
+N_BANDS = 32
+BANDS_RANGE_HZ = (30.0, 11000.0)
+BAND_NAMES: tuple[str, ...] = tuple(f"band_{i:02d}" for i in range(N_BANDS))
+DESCRIPTOR_NAMES: tuple[str, ...] = SUMMARY_NAMES + BAND_NAMES
 
 
 class DescriptorFrames:
@@ -47,6 +62,8 @@ class DescriptorFrames:
         self.out = {name: np.empty(total_frames, dtype=np.float32) for name in DESCRIPTOR_NAMES}
         self.bins_hz = np.fft.rfftfreq(n_fft, 1.0 / sample_rate).astype(np.float32)
         self.bands = band_bins(sample_rate, n_fft)
+        triangles = mel_filterbank(sample_rate, n_fft, N_BANDS, *BANDS_RANGE_HZ)
+        self.triangles = triangles / triangles.max(axis=0)  # peak 1: band powers add up
         self.power_norm = 1.0 / (n_fft * n_fft * 0.375 / 2.0)  # as SpectralBackbone: mean(x²)
         self.previous: np.ndarray | None = None
 
@@ -58,6 +75,8 @@ class DescriptorFrames:
         out["rms"][rows] = np.sqrt(power.sum(axis=1))
         for name, bins in self.bands.items():
             out[name][rows] = np.sqrt(power[:, bins].sum(axis=1))
+        for name, level in zip(BAND_NAMES, np.sqrt(power @ self.triangles).T, strict=True):
+            out[name][rows] = level
         total_magnitude = magnitude.sum(axis=1)
         out["centroid_hz"][rows] = np.divide(
             magnitude @ self.bins_hz, total_magnitude,

@@ -8,8 +8,9 @@ track, labelled by the section head and, given descriptors, with energy
 
 Boundary evidence (:func:`boundary_evidence`) is an even blend of the boundary head's
 activation and the arrangement change at each downbeat (:mod:`edm.decode.novelty`, over 1, 2
-and 4 bars): the head says where its training music had sections, the change says where this
-track's bands, loudness and density actually move. Neither alone decides, so a head trained on
+and 4 bars, of the levels and of the spectrum's shape): the head says where its training music
+had sections, the change says where this track's loudness, density and instruments actually
+move. Neither alone decides, so a head trained on
 other music that stays silent does not leave a track as one section, and a change the head
 confirms beats a ripple. The phrase prior is a cost, not a filter: strong evidence at a 4- or
 12-bar line, or off the phrase grid, still makes a boundary.
@@ -35,18 +36,23 @@ from edm.heads.activations import Activations, span, to_frame
 _PHRASE_COST = {8: 0.0, 4: 0.02, 2: 0.06}
 _OFF_PHRASE_COST = 0.1
 #: Arrangement change (:func:`bar_change`): bars compared either side of a downbeat, one
-#: novelty curve per width, each taken above its median over the :data:`_LOCAL_BARS` bars
-#: around (a riser or a filter sweep changes every bar and is no boundary), scaled by its
-#: :data:`_CHANGE_PERCENTILE` percentile and combined by geometric mean (a change must be sharp
-#: at 1 bar and lasting at 4); :data:`NOVELTY_SHARE` is its share of the boundary evidence
-#: beside the boundary head. Chosen on the training side of the real corpus (issue 15,
-#: ``benchmarks/RESULTS.md``): the blend, not the max of the two, and three widths, not one,
-#: are what raised held-out boundary F.
+#: novelty curve per width and view (levels, timbre: :mod:`edm.decode.novelty`), each taken
+#: above its median over the :data:`_LOCAL_BARS` bars around (a riser or a filter sweep changes
+#: every bar and is no boundary), scaled by its :data:`_CHANGE_PERCENTILE` percentile and
+#: combined over the widths by geometric mean (a change must be sharp at 1 bar and lasting at
+#: 4); the views are then blended, :data:`TIMBRE_SHARE` to the spectrum's shape;
+#: :data:`NOVELTY_SHARE` is the change's share of the boundary evidence beside the boundary
+#: head. Chosen on real tracks no net had seen (issue 15, ``benchmarks/bench_decode_cv.py``,
+#: ``benchmarks/RESULTS.md``): the blend with the head, not the max of the two, three widths,
+#: not one, and the timbre view beside the levels raised boundary F.
 NOVELTY_BARS = (1, 2, 4)
 NOVELTY_SHARE = 0.5
+TIMBRE_SHARE = 0.5
 _LOCAL_BARS = 9
 _CHANGE_PERCENTILE = 90
-_MIN_CHANGE_SCALE = 1.0
+#: Features are standardised per track, so an RMS change under about 0.4 standard deviations
+#: is small whatever the track: the floor keeps a steady track's ripples from scaling up.
+_MIN_CHANGE_SCALE = 0.4
 #: Evidence a boundary must beat by default. The blend's change half is near 0 inside a
 #: section, so its noise floor is about half the head's: the head alone (no descriptors)
 #: needs more. Chosen on training-side real tracks, among them activations of a model fitted
@@ -65,24 +71,38 @@ def _phrase_cost(bars: int) -> float:
     return _OFF_PHRASE_COST
 
 
-def bar_change(
-    descriptors: dict[str, np.ndarray] | None, fps: float, downbeats: np.ndarray, n_frames: int,
+def _view_change(
+    descriptors: dict[str, np.ndarray], view: str, fps: float, downbeats: np.ndarray,
+    n_frames: int,
 ) -> np.ndarray | None:
-    """Arrangement change at each downbeat, 0–1: the geometric mean over :data:`NOVELTY_BARS`
-    of :func:`~edm.decode.novelty.beat_novelty` (that many bars either side) above its local
-    median (:data:`_LOCAL_BARS`), each scaled by its :data:`_CHANGE_PERCENTILE` percentile (at
-    least :data:`_MIN_CHANGE_SCALE`) and clipped to 1; None without descriptors."""
+    """One view's change at each downbeat, 0–1 (see :data:`NOVELTY_BARS`); None without it."""
     product = np.ones(len(downbeats))
     for width in NOVELTY_BARS:
-        change = beat_novelty(descriptors or {}, fps, downbeats, n_frames, width=width)
+        change = beat_novelty(descriptors, fps, downbeats, n_frames, width=width, view=view)
         if change is None or not np.any(change > 0):
             return None
         change = np.maximum(change - median_filter(change, size=_LOCAL_BARS, mode="nearest"), 0)
-        # Features are standardised per track, so a change under one standard deviation is
-        # small whatever the track: the floor keeps a steady track's ripples from scaling up.
         scale = max(float(np.percentile(change, _CHANGE_PERCENTILE)), _MIN_CHANGE_SCALE)
         product *= np.clip(change / scale, 0.0, 1.0)
     return product ** (1.0 / len(NOVELTY_BARS))
+
+
+def bar_change(
+    descriptors: dict[str, np.ndarray] | None, fps: float, downbeats: np.ndarray, n_frames: int,
+) -> np.ndarray | None:
+    """Arrangement change at each downbeat, 0–1: for the levels and the timbre view of
+    :func:`~edm.decode.novelty.beat_novelty`, the geometric mean over :data:`NOVELTY_BARS` of
+    its change (that many bars either side) above its local median (:data:`_LOCAL_BARS`),
+    scaled by its :data:`_CHANGE_PERCENTILE` percentile (at least :data:`_MIN_CHANGE_SCALE`)
+    and clipped to 1; the views blended by :data:`TIMBRE_SHARE` (the levels alone for
+    descriptors without band levels); None without descriptors."""
+    levels = _view_change(descriptors or {}, "levels", fps, downbeats, n_frames)
+    if levels is None:
+        return None
+    timbre = _view_change(descriptors or {}, "timbre", fps, downbeats, n_frames)
+    if timbre is None:
+        return levels
+    return (1.0 - TIMBRE_SHARE) * levels + TIMBRE_SHARE * timbre
 
 
 def _head_evidence(activations: Activations, grid: BeatGrid) -> np.ndarray:

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from edm.backbones.descriptors import SUMMARY_NAMES
 from edm.data.schema import EnergyData, Section, TrackAnnotation, energy_from_db, level_db
 from edm.heads.activations import span
 
@@ -76,7 +77,9 @@ def section_features(
     n_frames, dim = embeddings.shape
     duration_s = n_frames / frames_per_second
     names = [f"emb_mean_{i}" for i in range(dim)] + [f"emb_std_{i}" for i in range(dim)]
-    descriptor_names = sorted(descriptors) if descriptors else []
+    # The summary descriptors only: band levels would multiply the features (and a store
+    # written before they existed has none, so features would differ between tracks).
+    descriptor_names = sorted(set(descriptors or ()) & set(SUMMARY_NAMES))
     names += [f"{name}_mean" for name in descriptor_names]
     relative = [name for name in _LEVEL_DESCRIPTORS if name in descriptor_names]
     names += [f"{name}_relative" for name in relative]
