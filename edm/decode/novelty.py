@@ -93,17 +93,29 @@ def beat_novelty(
     """Change at each time: RMS distance (over the view's standardised features) between the
     mean features of the ``width`` beats before and the ``width`` from it on (fewer at the
     track's ends; 0 at the first time)."""
+    curves = beat_novelties(descriptors, fps, times_s, n_frames, widths=(width,), view=view)
+    return None if curves is None else curves[0]
+
+
+def beat_novelties(
+    descriptors: dict[str, np.ndarray], fps: float, times_s: np.ndarray, n_frames: int, *,
+    widths: tuple[int, ...], view: str = "levels",
+) -> list[np.ndarray] | None:
+    """:func:`beat_novelty` for each of ``widths``, the features computed once."""
     features = beat_features(descriptors, fps, times_s, n_frames, view=view)
     if features is None:
         return None
     cumulative = np.vstack([np.zeros((1, features.shape[1])), np.cumsum(features, axis=0)])
     count = len(features)
     index = np.arange(count)
-    before_lo, after_hi = np.maximum(0, index - width), np.minimum(count, index + width)
-    change = np.zeros(count)
-    inner = (index > before_lo) & (after_hi > index)
-    i = index[inner]
-    before = (cumulative[i] - cumulative[before_lo[inner]]) / (i - before_lo[inner])[:, None]
-    after = (cumulative[after_hi[inner]] - cumulative[i]) / (after_hi[inner] - i)[:, None]
-    change[inner] = np.sqrt(np.mean((after - before) ** 2, axis=1))
-    return change
+    curves = []
+    for width in widths:
+        before_lo, after_hi = np.maximum(0, index - width), np.minimum(count, index + width)
+        change = np.zeros(count)
+        inner = (index > before_lo) & (after_hi > index)
+        i = index[inner]
+        before = (cumulative[i] - cumulative[before_lo[inner]]) / (i - before_lo[inner])[:, None]
+        after = (cumulative[after_hi[inner]] - cumulative[i]) / (after_hi[inner] - i)[:, None]
+        change[inner] = np.sqrt(np.mean((after - before) ** 2, axis=1))
+        curves.append(change)
+    return curves

@@ -27,7 +27,7 @@ from scipy.ndimage import maximum_filter1d, median_filter
 from edm.data.schema import EnergyData, Section
 from edm.decode.beats import BeatGrid, agreement
 from edm.decode.energy import section_energy
-from edm.decode.novelty import beat_novelty
+from edm.decode.novelty import beat_novelties
 from edm.heads.activations import Activations, span, to_frame
 
 #: Cost of a section whose length in bars is not a whole phrase. A cost rather than a bonus:
@@ -76,10 +76,13 @@ def _view_change(
     n_frames: int,
 ) -> np.ndarray | None:
     """One view's change at each downbeat, 0–1 (see :data:`NOVELTY_BARS`); None without it."""
+    curves = beat_novelties(descriptors, fps, downbeats, n_frames, widths=NOVELTY_BARS,
+                            view=view)
+    if curves is None:
+        return None
     product = np.ones(len(downbeats))
-    for width in NOVELTY_BARS:
-        change = beat_novelty(descriptors, fps, downbeats, n_frames, width=width, view=view)
-        if change is None or not np.any(change > 0):
+    for change in curves:
+        if not np.any(change > 0):
             return None
         change = np.maximum(change - median_filter(change, size=_LOCAL_BARS, mode="nearest"), 0)
         scale = max(float(np.percentile(change, _CHANGE_PERCENTILE)), _MIN_CHANGE_SCALE)
