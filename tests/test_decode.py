@@ -216,6 +216,25 @@ def test_kicks_win_the_phase_over_an_off_beat_head() -> None:
     assert mir_eval.beat.f_measure(beats, decoded.beats) > 0.99
 
 
+def test_the_downbeat_head_keeps_the_grid_on_the_beat_against_off_beat_accents() -> None:
+    """Kicks and snares half a beat off (a render offset, a syncopated part) and a beat head
+    that leans on the beat only a little: the downbeat head, firing on the downbeats, decides.
+    Without it the accents move the grid onto the off-beat."""
+    grid = [TempoSegment(start_s=0.5, bpm=128.0)]
+    act, beats, downbeats = activations_for(grid, 90.0, seed=9)
+    n = act.n_frames
+    offbeats = beats + 30.0 / 128.0
+    leaning = 0.8 * bumps(beats, n) + 0.4 * bumps(offbeats, n) + 0.02
+    off_accents = drum_descriptors(offbeats, n)
+    unsure = Activations(leaning, np.zeros(n), act.boundary, FPS)
+    assert mir_eval.beat.f_measure(beats, decode_beats(unsure, descriptors=off_accents).beats
+                                   ) < 0.1
+    heard = Activations(leaning, 0.8 * bumps(downbeats, n) + 0.02, act.boundary, FPS)
+    decoded = decode_beats(heard, descriptors=off_accents)
+    assert mir_eval.beat.f_measure(beats, decoded.beats) > 0.99
+    assert mir_eval.beat.f_measure(downbeats, decoded.downbeats) > 0.99
+
+
 def test_one_tempo_through_a_breakdown_is_one_segment() -> None:
     """30 s without drums in a constant-tempo track (head noise only) is not a tempo change."""
     grid = [TempoSegment(start_s=0.2, bpm=174.0)]

@@ -6,9 +6,10 @@ the local tempo changes, fits each stretch with a comb over the beat evidence
 beat that best joins the two grids, and reads the bar phase from the downbeat activation.
 
 Beat evidence is the beat head's activation, joined by kick/snare accents when the band
-descriptors are given (:func:`~edm.decode.tempo.accent_envelope`): the accents decide
-between a grid and the same grid half a beat later (off-beat hats and basses fool a head
-trained on other music), and several tempo segments replace one grid only when they explain
+descriptors are given (:func:`~edm.decode.tempo.accent_envelope`): the accents, the beat
+head and the downbeat head vote between a grid and the same grid half a beat later (off-beat
+hats and basses fool a head trained on other music; an off-beat kick part fools the accents),
+and several tempo segments replace one grid only when they explain
 the evidence clearly better (a breakdown or a fill is not a tempo change). How much the heads
 agree with the decoded grid is the grid's ``confidence`` (:func:`agreement`).
 
@@ -50,12 +51,13 @@ from edm.heads.activations import Activations, peak_near, to_frame
 #: Several tempo segments must explain the beat evidence this much better (relative mean
 #: activation at the grid's beats) than one grid at the global tempo.
 _SEGMENT_GAIN = 0.08
-#: Weight of the beat head against the kick/snare accents when choosing between a grid and
-#: the same grid half a beat later: an equal say, so the more decisive of the two wins (clear
+#: Weight of each head (beat, downbeat) against the kick/snare accents when choosing between a
+#: grid and the same grid half a beat later: an equal say, so the more decisive wins (clear
 #: kicks still beat a head fooled by off-beat hats, ``tests/test_decode.py``). At 0.75, on real
-#: tracks the heads had not seen, accents on the off-beat overruled a head that was right
-#: (one track of 29 in two of three sets of fold nets) and never the other way round
-#: (``benchmarks/bench_decode_cv.py``; issue 15, ``benchmarks/RESULTS.md``).
+#: tracks the heads had not seen, accents on the off-beat overruled a beat head that was right
+#: (one track of 29 in two of three sets of fold nets) and never the other way round; the
+#: downbeat head's vote (a downbeat is a beat) put the last such track of the development set
+#: back on the beat (``benchmarks/bench_decode_cv.py``; issue 15, ``benchmarks/RESULTS.md``).
 _HEAD_PHASE_WEIGHT = 1.0
 
 #: Shorter activations hold too few beats for a grid.
@@ -196,20 +198,19 @@ def _comb_value(coefficients: np.ndarray, fits: list[GridFit]) -> float:
                                  prefilter=False).mean())
 
 
-def _prefer_accents(fit: GridFit, accent: np.ndarray, beat: np.ndarray) -> GridFit:
+def _prefer_accents(fit: GridFit, accent: np.ndarray, heads: list[np.ndarray]) -> GridFit:
     """The fit or the same grid half a beat later, whichever puts its beats on kick/snare
-    accents (and, with less weight, on the beat head's peaks)."""
+    accents and on the peaks of the ``heads`` (the beat head's and the downbeat head's spline
+    coefficients: a downbeat is a beat, so an off-beat grid has none on its beats)."""
     shifted = GridFit(fit.start, fit.end, fit.phase + fit.period / 2, fit.period)
 
-    def share(signal: np.ndarray) -> tuple[float, float]:
+    def share(signal: np.ndarray) -> float:
         on, off = _comb_value(signal, [fit]), _comb_value(signal, [shifted])
         total = on + off
-        return (0.5, 0.5) if total <= 0 else (on / total, off / total)
+        return 0.5 if total <= 0 else on / total
 
-    accent_on, accent_off = share(accent)
-    head_on, head_off = share(beat)
-    keep = accent_on + _HEAD_PHASE_WEIGHT * head_on >= accent_off + _HEAD_PHASE_WEIGHT * head_off
-    return fit if keep else shifted
+    votes = share(accent) + _HEAD_PHASE_WEIGHT * sum(share(head) for head in heads)
+    return fit if votes >= 0.5 * (1 + _HEAD_PHASE_WEIGHT * len(heads)) else shifted
 
 
 def decode_beats(
@@ -278,9 +279,11 @@ def decode_beats(
     if accent is not None:
         accent_coefficients = spline_filter1d(
             gaussian_filter1d(accent, sigma=max(0.5, 0.01 * fps)), order=3, mode="nearest")
-        beat_coefficients = spline_filter1d(
-            gaussian_filter1d(beat, sigma=max(0.5, 0.01 * fps)), order=3, mode="nearest")
-        fits = [_prefer_accents(fit, accent_coefficients, beat_coefficients) for fit in fits]
+        head_coefficients = [
+            spline_filter1d(gaussian_filter1d(np.asarray(head, float), sigma=max(0.5, 0.01 * fps)),
+                            order=3, mode="nearest")
+            for head in (beat, activations.downbeat)]
+        fits = [_prefer_accents(fit, accent_coefficients, head_coefficients) for fit in fits]
 
     # Tempo changes are placed on the head's own peaks where it has them: accents include
     # syncopated kicks and snares that blur the join between two grids.
