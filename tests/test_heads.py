@@ -317,6 +317,18 @@ def test_section_features_are_relative_to_the_loudest_section():
     assert features[:, column].tolist() == pytest.approx([0.5, 1.0])
 
 
+def test_section_features_ignore_band_descriptors():
+    """A store entry written before the band descriptors and one written after give the
+    energy head the same features, so one head serves both."""
+    embeddings = np.zeros((500, 2), np.float32)
+    rms = np.concatenate([np.full(250, 0.2), np.full(250, 0.4)]).astype(np.float32)
+    bands = {f"band_{i:02d}": np.full(500, 0.01 * (i + 1), np.float32) for i in range(32)}
+    old = section_features(embeddings, {"rms": rms}, [(0, 5), (5, 10)], 50.0)
+    new = section_features(embeddings, {"rms": rms, **bands}, [(0, 5), (5, 10)], 50.0)
+    assert new[1] == old[1] and not any(name.startswith("band_") for name in new[1])
+    np.testing.assert_array_equal(new[0], old[0])
+
+
 # --- artifacts and CLI -----------------------------------------------------------------------
 
 
