@@ -37,8 +37,8 @@ from edm.backbones.descriptors import BAND_NAMES
 
 #: The ``"levels"`` view, as log levels (``centroid_hz`` as log of hundreds of Hz).
 _LEVELS = ("rms", "bass", "mid", "high", "onset")
-#: The ``"timbre"`` view: the band amplitudes, as logs less their mean over the bands.
-_BANDS = BAND_NAMES
+#: The ``"timbre"`` view takes the logs of :data:`~edm.backbones.descriptors.BAND_NAMES`, less
+#: their mean over the bands, floored here (-80 dB re full scale).
 _BAND_FLOOR = 1e-4
 #: Smallest spread a feature is standardised by (log units: about a 10 % level change).
 _MIN_SPREAD = 0.1
@@ -49,14 +49,14 @@ def _frame_columns(descriptors: dict[str, np.ndarray], view: str, n_frames: int
     """Per-frame features of one view, ``(n_frames, n_features)``; None when missing."""
     if view not in ("levels", "timbre"):
         raise ValueError(f"view must be 'levels' or 'timbre', not {view!r}")
-    names = (*_LEVELS, "centroid_hz") if view == "levels" else _BANDS
+    names = (*_LEVELS, "centroid_hz") if view == "levels" else BAND_NAMES
     if not descriptors or any(name not in descriptors for name in names):
         return None
     if view == "timbre":
-        # True logs (floored at -80 dB): a quiet band's share of the shape counts as much as a
-        # loud one's, where log1p(100 x) would be linear for them.
+        # True logs: a quiet band's share of the shape counts as much as a loud one's, where
+        # log1p(100 x) would be linear for them.
         logs = np.log(np.stack([np.asarray(descriptors[name], float)[:n_frames]
-                                for name in _BANDS], axis=1) + _BAND_FLOOR)
+                                for name in BAND_NAMES], axis=1) + _BAND_FLOOR)
         return logs - logs.mean(axis=1, keepdims=True)
     columns = [np.log1p(100.0 * np.asarray(descriptors[name], float)[:n_frames])
                for name in _LEVELS]
