@@ -30,6 +30,7 @@ Usage::
     python benchmarks/bench_decode_cv.py /work/realdata --work /work/realdata/cv --json
     python benchmarks/bench_decode_cv.py /work/realdata --work /work/realdata/cv --new-library
     python benchmarks/bench_decode_cv.py /work/realdata --work /work/realdata/cv --peers
+    python benchmarks/bench_decode_cv.py /work/realdata --work /work/realdata/cv --new-library-dev
 """
 
 from __future__ import annotations
@@ -261,12 +262,48 @@ def new_library_case(corpus: Path, work: Path, *, folds: int, seed: int, recipe:
         library = [pair for pair in train if pair[0]["group"] in groups]
         fitted = fit_dj_model(library, audio, work / f"new-library-fold{k}", None, 0,
                               init=str(base))
-        for name, model_dir in ((f"fold {k} net", base),
-                                (f"fold {k} net fitted on its {len(library)} tracks", fitted)):
+        for name, model_dir in ((f"held-out tracks: fold {k} net", base),
+                                (f"held-out tracks: fold {k} net fitted on its {len(library)} "
+                                 "tracks", fitted)):
             events = edm_events(model_dir)
             rows[name] = mean_scores([evaluate_events(truth, events(path))
                                       for truth, path in zip(truths, audio, strict=True)])
     return rows
+
+
+def new_library_dev_case(corpus: Path, work: Path, *, folds: int, seed: int, recipe: Recipe,
+                         excerpt_s: float, epochs: int | None = None
+                         ) -> dict[str, dict[str, float]]:
+    """The DJ case inside the development set, so fitting recipes can be chosen without
+    bench_real's held-out tracks: fold k's net (training seed ``seed``) plays the shipped
+    model; fold k's artists are dealt into two halves, the net is fitted on one half's
+    full tracks (bench_real's DJ library: true grid, cues on 60 % of the boundaries; ``epochs``
+    as ``edm fit-heads``) and base and fitted nets are scored on the other half's excerpts,
+    which neither has heard; then the halves swap. Every development track is scored once."""
+    from bench_peers import edm_events
+    from bench_real import fit_dj_model
+
+    train, _test = split_by_group(load_corpus(corpus), 0.5, 0)
+    scored: dict[str, list[dict[str, float]]] = {"fold net": [], "fold net fitted on half": []}
+    for k, groups in enumerate(folds_by_group(train, folds)):
+        fold = [pair for pair in train if pair[0]["group"] in groups]
+        base = work / recipe.name / f"seed{seed}-fold{k}"
+        for h, half in enumerate(folds_by_group(fold, 2)):
+            library = [pair for pair in fold if pair[0]["group"] in half]
+            others = [(item, excerpt(truth, item["id"], work / "excerpts", excerpt_s))
+                      for item, truth in fold if item["group"] not in half]
+            audio = [Path(truth.track.path) for _, truth in others]
+            folder = work / f"new-library-dev-{recipe.name}-e{epochs}" / f"fold{k}-half{h}"
+            fitted = folder / "dj_model"
+            if not (fitted / "config.json").is_file():
+                folder.mkdir(parents=True, exist_ok=True)
+                fitted = fit_dj_model(library, audio, folder, epochs, 0, init=str(base))
+            for name, model_dir in (("fold net", base), ("fold net fitted on half", fitted)):
+                events = edm_events(model_dir)
+                scored[name] += [evaluate_events(truth, events(path))
+                                 for (_, truth), path in zip(others, audio, strict=True)]
+    return {f"other half of each fold ({len(rows)} tracks): {name}": mean_scores(rows)
+            for name, rows in scored.items()}
 
 
 def _cell(value: float) -> str:
@@ -314,6 +351,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="also the DJ case with a library new to the model: each fold net "
                              "(first --seed) fitted on its fold's tracks, base and fitted scored "
                              "on bench_real's held-out tracks")
+    parser.add_argument("--new-library-dev", action="store_true",
+                        help="also the DJ case inside the development set: each fold net (first "
+                             "--seed) fitted on half its fold's artists, base and fitted scored "
+                             "on the other half (no held-out track involved)")
+    parser.add_argument("--dj-epochs", type=int, default=None,
+                        help="--new-library-dev: fit epochs (default: edm fit-heads')")
     parser.add_argument("--peers", action="store_true",
                         help="also madmom and a boundary every 8 bars on the same tracks "
                              "(madmom: ~20 s a track the first time, cached after)")
@@ -338,6 +381,10 @@ def main(argv: list[str] | None = None) -> int:
     library_rows = (new_library_case(args.corpus, args.work, folds=args.folds,
                                      seed=args.seed[0], recipe=recipe,
                                      excerpt_s=args.excerpt_s) if args.new_library else {})
+    if args.new_library_dev:
+        library_rows.update(new_library_dev_case(
+            args.corpus, args.work, folds=args.folds, seed=args.seed[0], recipe=recipe,
+            excerpt_s=args.excerpt_s, epochs=args.dj_epochs))
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     summary = {"tracks": len(oof), "folds": args.folds,
                "minutes": round(sum(t.duration_s for t in oof) / 60, 1),
@@ -355,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, scores in rows.items():
         print(f"| {name} | " + " | ".join(_cell(scores.get(m, np.nan)) for m in SHOWN) + " |")
     if library_rows:
-        print("\n| held-out real tracks (bench_real's) | " + " | ".join(SHOWN) + " |\n|---|"
+        print("\n| DJ case: base and fitted nets | " + " | ".join(SHOWN) + " |\n|---|"
               + "---|" * len(SHOWN))
         for name, scores in library_rows.items():
             print(f"| {name} | " + " | ".join(_cell(scores.get(m, np.nan)) for m in SHOWN) + " |")
