@@ -151,6 +151,20 @@ def test_mert_errors_say_what_to_do(tiny_mert: Path, tmp_path: Path,
         MertBackbone(tiny_mert, device="cuda")
 
 
+def test_band_descriptors_are_finite_at_a_16_khz_rate() -> None:
+    """A 16-kHz backbone (8 kHz Nyquist) gets the same band edges: the bands above 8 kHz are
+    zeros, never NaN, and the rest still add up to the frame's power."""
+    from edm.backbones import BAND_NAMES
+
+    audio = np.random.default_rng(3).normal(0.0, 0.1, 16000 * 2).astype(np.float32)
+    descriptors = compute_descriptors(audio, 16000, 50.0)
+    bands = np.stack([descriptors[name] for name in BAND_NAMES], axis=1)
+    assert np.isfinite(bands).all()
+    assert np.all(bands[:, -2:] == 0.0) and np.all(bands[20:-20, :-3] > 0.0)
+    np.testing.assert_allclose(np.sqrt((bands[20:-20] ** 2).sum(axis=1)),
+                               descriptors["rms"][20:-20], rtol=0.05)
+
+
 def test_spectral_shares_its_stft_with_the_descriptors() -> None:
     backbone = SpectralBackbone()
     audio = kicks([0.3, 0.8, 1.3], 2.0)

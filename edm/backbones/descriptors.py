@@ -10,7 +10,8 @@ backbone made the embeddings.
 ``onset``               spectral flux: mean rise of log magnitude from the last frame
 ``centroid_hz``         spectral centroid (brightness), 0 in digital silence
 ``band_00`` … ``band_31``  RMS amplitude in 32 overlapping mel-spaced triangular bands,
-                        30 Hz – 11 kHz (their powers add up to the frame's): the
+                        30 Hz – 11 kHz (their powers add up to the frame's; 0 above
+                        the Nyquist frequency of a slower rate): the
                         spectrum's shape, which changes where a section brings new
                         instruments at the same loudness (:mod:`edm.decode.novelty`)
 ======================  ==========================================================
@@ -28,8 +29,8 @@ Examples
 1000
 >>> max(BAND_NAMES, key=lambda name: d[name][40])  # 1 kHz: the band of the sine
 'band_09'
->>> round(float(np.sqrt(sum(d[name][40] ** 2 for name in BAND_NAMES))), 2)  # about the rms
-0.72
+>>> round(float(np.sqrt(sum(d[name][40] ** 2 for name in BAND_NAMES))), 2)  # the rms
+0.71
 """
 
 from __future__ import annotations
@@ -62,8 +63,11 @@ class DescriptorFrames:
         self.out = {name: np.empty(total_frames, dtype=np.float32) for name in DESCRIPTOR_NAMES}
         self.bins_hz = np.fft.rfftfreq(n_fft, 1.0 / sample_rate).astype(np.float32)
         self.bands = band_bins(sample_rate, n_fft)
-        triangles = mel_filterbank(sample_rate, n_fft, N_BANDS, *BANDS_RANGE_HZ)
-        self.triangles = triangles / triangles.max(axis=0)  # peak 1: band powers add up
+        # Peak-1 triangles: band powers add up to the frame's. The edges are fixed in Hz for
+        # every rate, so a band means the same frequencies for every backbone; at a rate whose
+        # Nyquist frequency is under 11 kHz the bands above it hold zeros.
+        self.triangles = mel_filterbank(sample_rate, n_fft, N_BANDS, *BANDS_RANGE_HZ,
+                                        area_normalised=False)
         self.power_norm = 1.0 / (n_fft * n_fft * 0.375 / 2.0)  # as SpectralBackbone: mean(x²)
         self.previous: np.ndarray | None = None
 

@@ -72,15 +72,18 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
 
 
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float,
-                   f_max: float) -> np.ndarray:
-    """Triangular HTK-mel filters, ``(n_fft // 2 + 1, n_mels)``, area-normalised."""
+                   f_max: float, *, area_normalised: bool = True) -> np.ndarray:
+    """Triangular HTK-mel filters, ``(n_fft // 2 + 1, n_mels)``, area-normalised, or with a
+    peak of 1 (overlapping triangles then sum to 1 across the range). Bands above the Nyquist
+    frequency are all zeros."""
     bins_hz = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
     edges = _mel_to_hz(np.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2))
     lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
     rising = (bins_hz[:, None] - lower) / (centre - lower)
     falling = (upper - bins_hz[:, None]) / (upper - centre)
     weights = np.maximum(0.0, np.minimum(rising, falling))
-    weights *= 2.0 / (upper - lower)  # equal area: wide high bands don't dominate
+    if area_normalised:
+        weights *= 2.0 / (upper - lower)  # equal area: wide high bands don't dominate
     return weights.astype(np.float32)
 
 
