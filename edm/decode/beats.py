@@ -186,6 +186,17 @@ def agreement(activation: np.ndarray, times_s: np.ndarray, fps: float) -> float:
     return float(np.mean(peak_near(activation, fps, inside, max(MATCH_TOLERANCE_S, 1.0 / fps))))
 
 
+def _blur(signal: np.ndarray, fps: float) -> np.ndarray:
+    """A light blur (sigma = 10 ms): soft hits for the comb's samples, no peak moved."""
+    return gaussian_filter1d(np.asarray(signal, float), sigma=max(0.5, 0.01 * fps))
+
+
+def _blurred_spline(signal: np.ndarray, fps: float) -> np.ndarray:
+    """Cubic-spline coefficients of the :func:`_blur` of ``signal``: what :func:`_comb_value`
+    samples."""
+    return spline_filter1d(_blur(signal, fps), order=3, mode="nearest")
+
+
 def _comb_value(coefficients: np.ndarray, fits: list[GridFit]) -> float:
     """Mean spline-sampled evidence at the beats of ``fits`` (each within its own span)."""
     positions = [fit.phase + np.arange(np.ceil((fit.start - fit.phase) / fit.period),
@@ -239,8 +250,7 @@ def decode_beats(
         size=2 * max(1, to_frame(MATCH_TOLERANCE_S, fps)) + 1,
     )
     global_period = 60.0 * fps / estimate_tempo(activations, accent=accent)
-    # A light blur (sigma = 10 ms) turns the comb's samples into soft hits without moving peaks.
-    smooth = gaussian_filter1d(evidence, sigma=max(0.5, 0.01 * fps))
+    smooth = _blur(evidence, fps)
     coefficients = spline_filter1d(smooth, order=3, mode="nearest")
     peaks = activation_peaks(evidence, fps)
     frames = peaks.frames
@@ -277,13 +287,8 @@ def decode_beats(
                                                                                 [single]):
             fits = [single]
     if accent is not None:
-        accent_coefficients = spline_filter1d(
-            gaussian_filter1d(accent, sigma=max(0.5, 0.01 * fps)), order=3, mode="nearest")
-        head_coefficients = [
-            spline_filter1d(gaussian_filter1d(np.asarray(head, float), sigma=max(0.5, 0.01 * fps)),
-                            order=3, mode="nearest")
-            for head in (beat, activations.downbeat)]
-        fits = [_prefer_accents(fit, accent_coefficients, head_coefficients) for fit in fits]
+        heads = [_blurred_spline(head, fps) for head in (beat, activations.downbeat)]
+        fits = [_prefer_accents(fit, _blurred_spline(accent, fps), heads) for fit in fits]
 
     # Tempo changes are placed on the head's own peaks where it has them: accents include
     # syncopated kicks and snares that blur the join between two grids.
