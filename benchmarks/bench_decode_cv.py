@@ -240,6 +240,15 @@ def development_set(corpus: Path, work: Path, *, folds: int, seeds: tuple[int, .
     return oof, shipped
 
 
+def _scores(model_dir: Path, truths: list[TrackAnnotation], audio: list[Path]
+            ) -> list[dict[str, float]]:
+    """Every metric of ``edm analyze`` with the model in ``model_dir``, track by track."""
+    from bench_peers import edm_events
+
+    events = edm_events(model_dir)
+    return [evaluate_events(truth, events(path)) for truth, path in zip(truths, audio, strict=True)]
+
+
 def new_library_case(corpus: Path, work: Path, *, folds: int, seed: int, recipe: Recipe,
                      excerpt_s: float) -> dict[str, dict[str, float]]:
     """The DJ case with a library the model has not heard: each fold's net (training seed
@@ -247,7 +256,6 @@ def new_library_case(corpus: Path, work: Path, *, folds: int, seed: int, recipe:
     tracks are the DJ's library (bench_real's DJ case: a Rekordbox XML with the true grid and
     memory cues on 60 % of the boundaries, fitted from that net). Base and fitted nets are
     scored on bench_real's held-out excerpts, which neither has heard."""
-    from bench_peers import edm_events
     from bench_real import fit_dj_model, shipped_model_groups
 
     items = load_corpus(corpus)
@@ -265,9 +273,7 @@ def new_library_case(corpus: Path, work: Path, *, folds: int, seed: int, recipe:
         for name, model_dir in ((f"held-out tracks: fold {k} net", base),
                                 (f"held-out tracks: fold {k} net fitted on its {len(library)} "
                                  "tracks", fitted)):
-            events = edm_events(model_dir)
-            rows[name] = mean_scores([evaluate_events(truth, events(path))
-                                      for truth, path in zip(truths, audio, strict=True)])
+            rows[name] = mean_scores(_scores(model_dir, truths, audio))
     return rows
 
 
@@ -280,7 +286,6 @@ def new_library_dev_case(corpus: Path, work: Path, *, folds: int, seed: int, rec
     full tracks (bench_real's DJ library: true grid, cues on 60 % of the boundaries; ``epochs``
     as ``edm fit-heads``) and base and fitted nets are scored on the other half's excerpts,
     which neither has heard; then the halves swap. Every development track is scored once."""
-    from bench_peers import edm_events
     from bench_real import fit_dj_model
 
     train, _test = split_by_group(load_corpus(corpus), 0.5, 0)
@@ -290,18 +295,16 @@ def new_library_dev_case(corpus: Path, work: Path, *, folds: int, seed: int, rec
         base = work / recipe.name / f"seed{seed}-fold{k}"
         for h, half in enumerate(folds_by_group(fold, 2)):
             library = [pair for pair in fold if pair[0]["group"] in half]
-            others = [(item, excerpt(truth, item["id"], work / "excerpts", excerpt_s))
+            truths = [excerpt(truth, item["id"], work / "excerpts", excerpt_s)
                       for item, truth in fold if item["group"] not in half]
-            audio = [Path(truth.track.path) for _, truth in others]
+            audio = [Path(truth.track.path) for truth in truths]
+            # Fitted on every run, as new_library_case does: a net kept from an earlier run
+            # would not follow a change to the fitting code.
             folder = work / f"new-library-dev-{recipe.name}-e{epochs}" / f"fold{k}-half{h}"
-            fitted = folder / "dj_model"
-            if not (fitted / "config.json").is_file():
-                folder.mkdir(parents=True, exist_ok=True)
-                fitted = fit_dj_model(library, audio, folder, epochs, 0, init=str(base))
+            folder.mkdir(parents=True, exist_ok=True)
+            fitted = fit_dj_model(library, audio, folder, epochs, 0, init=str(base))
             for name, model_dir in (("fold net", base), ("fold net fitted on half", fitted)):
-                events = edm_events(model_dir)
-                scored[name] += [evaluate_events(truth, events(path))
-                                 for (_, truth), path in zip(others, audio, strict=True)]
+                scored[name] += _scores(model_dir, truths, audio)
     return {f"other half of each fold ({len(rows)} tracks): {name}": mean_scores(rows)
             for name, rows in scored.items()}
 
