@@ -46,7 +46,10 @@ def check_audio(
     duration_s = len(audio) / sample_rate
     if duration_s < min_duration_s:
         raise AudioError(f"{path}: too short ({duration_s:.1f} s < {min_duration_s:g} s)")
-    if not np.any(np.abs(audio) > SILENCE_LEVEL):
+    # Two reductions, not abs(): no temporary the size of the track. fmax/fmin skip NaN, as
+    # the comparison of abs() with the level did.
+    peak = np.fmax(np.fmax.reduce(audio), -np.fmin.reduce(audio)) if len(audio) else 0.0
+    if not peak > SILENCE_LEVEL:
         raise AudioError(f"{path}: silent (no sample above -80 dBFS)")
     return duration_s
 
@@ -86,7 +89,6 @@ def find_inputs(inputs: Iterable[str | Path], *, audio_root: str | Path | None =
 
     A missing or undecodable audio file is kept: it fails later with the decoder's message.
     """
-    from edm.data.rekordbox import RekordboxError, read_rekordbox_xml
     from edm.data.schema import load_annotations
 
     found = Inputs()
@@ -114,6 +116,9 @@ def find_inputs(inputs: Iterable[str | Path], *, audio_root: str | Path | None =
             else:
                 found.problems.append(Problem(str(path), f"{path}: no audio or annotation files"))
         elif path.suffix.lower() == ".xml" and path.is_file():
+            # Imported here: the XML reader costs more to import than an audio input needs.
+            from edm.data.rekordbox import RekordboxError, read_rekordbox_xml
+
             try:
                 library = read_rekordbox_xml(path, audio_root=audio_root, hash_audio=False)
             except RekordboxError as error:

@@ -393,3 +393,20 @@ def test_a_two_bar_pickup_before_the_arrangement_is_its_own_section() -> None:
     found = decode_boundaries(heard, decoded, descriptors=descriptors)
     np.testing.assert_allclose(found, downbeats[changes], atol=0.02)
     assert np.all(np.diff(found) >= 4 * 4 * decoded.beat_period_s - 0.02)
+
+
+@pytest.mark.parametrize("distance", [1, 3, 12])
+def test_find_peaks_matches_scipy(distance: int) -> None:
+    """The one peak picker keeps the peaks scipy.signal.find_peaks keeps (noisy activations
+    without plateaus, where their conventions agree), crowded and isolated peaks alike."""
+    from scipy.signal import find_peaks as scipy_find_peaks
+
+    from edm.decode.peaks import find_peaks
+
+    rng = np.random.default_rng(distance)
+    x = 0.8 * bumps(np.arange(0.25, 20.0, 0.43), 1000) + rng.uniform(0, 0.3, 1000)
+    for height in (None, 0.5):
+        expected, _ = scipy_find_peaks(x, height=height, distance=distance)
+        found = find_peaks(x, height=height, distance=distance)
+        assert len(found) > 40
+        np.testing.assert_array_equal(found, expected)

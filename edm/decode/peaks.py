@@ -42,15 +42,24 @@ def find_peaks(x: np.ndarray, *, height: float | None = None, distance: int = 1)
         candidates = candidates[x[candidates] >= height]
     if distance <= 1 or len(candidates) < 2:
         return candidates
+    # A candidate with no other within ``distance`` neither loses nor suppresses: only the
+    # crowded ones need the greedy pass (most peaks of a beat activation are isolated).
+    gaps = np.diff(candidates)
+    crowded = np.zeros(len(candidates), dtype=bool)
+    crowded[1:] |= gaps < distance
+    crowded[:-1] |= gaps < distance
     keep = np.ones(len(candidates), dtype=bool)
-    for i in np.argsort(-x[candidates], kind="stable"):
-        if not keep[i]:
+    contested = candidates[crowded]
+    kept = np.ones(len(contested), dtype=bool)
+    for i in np.argsort(-x[contested], kind="stable"):
+        if not kept[i]:
             continue
         # Suppress lower neighbours within ``distance`` of this peak.
-        lo = np.searchsorted(candidates, candidates[i] - distance + 1)
-        hi = np.searchsorted(candidates, candidates[i] + distance - 1, side="right")
-        keep[lo:i] = False
-        keep[i + 1 : hi] = False
+        lo = np.searchsorted(contested, contested[i] - distance + 1)
+        hi = np.searchsorted(contested, contested[i] + distance - 1, side="right")
+        kept[lo:i] = False
+        kept[i + 1 : hi] = False
+    keep[crowded] = kept
     return candidates[keep]
 
 
