@@ -24,8 +24,11 @@ JSON format (``edm analyze --format json``), every time in seconds::
 times where one section ends and the next begins (the track's start and end are not
 boundaries). A ``*_confidence`` list is aligned with its events: the head's probability at
 each one (:func:`Analysis.confidence_at`), ``null`` when the model did not give it (the beat
-head fell silent and onsets found the beats). ``annotation`` is what ``edm evaluate``
-(``edm.evaluate.load_prediction``) and ``edm data`` read back.
+head fell silent and onsets found the beats). A section's ``confidence`` is
+:class:`~edm.decode.sections.SectionConfidence`: its ``boundary`` is the evidence the decoder
+chose the start on (the head blended with the arrangement change), not the head alone.
+``annotation`` is what ``edm evaluate`` (``edm.evaluate.load_prediction``) and ``edm data`` read
+back.
 
 A section's ``energy`` (:class:`~edm.data.schema.EnergyData`) is absolute, comparable across
 tracks: ``overall``/``bass``/``mid``/``high`` are the section's RMS level in dB re full scale
