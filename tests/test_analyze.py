@@ -171,6 +171,37 @@ def test_store_embeddings_are_used_and_match_on_the_fly(tmp_path: Path, model, t
                                                                    abs=0.01)
 
 
+def test_store_entry_without_band_descriptors_gets_them_from_the_audio(
+    tmp_path: Path, model, tracks
+) -> None:
+    """A store written before the band descriptors: analysis recomputes them from the audio
+    (the stored embeddings kept), so its sections are a current store's."""
+    from edm.analyze import embed
+    from edm.backbones.descriptors import BAND_NAMES, SUMMARY_NAMES
+    from edm.store import EmbeddingStore
+    from edm.store.embed import embed_library
+
+    path, _ = tracks["house"]
+    embed_library([str(path)], tmp_path / "new.zarr", "spectral")
+    new = EmbeddingStore(tmp_path / "new.zarr")
+    (track_id,) = new.track_ids()
+    (key,) = new.backbone_keys(track_id)
+    current = new.descriptors(track_id, key)
+    old = EmbeddingStore(tmp_path / "old.zarr", mode="a")
+    old.write(track_id, {"duration_s": new.track_info(track_id).duration_s},
+              new.backbone_info(track_id, key).config, new.embeddings(track_id, key),
+              {name: current[name] for name in SUMMARY_NAMES})
+    assert set(old.descriptors(track_id, key)) == set(SUMMARY_NAMES)
+    embedded = embed(path, model, store=old)
+    assert embedded.from_store
+    for name in BAND_NAMES:
+        np.testing.assert_allclose(embedded.descriptors[name], current[name], rtol=1e-5,
+                                   atol=1e-7)
+    from_old = analyze(path, model, store=old)
+    assert len(from_old.boundaries) >= 2
+    assert from_old.boundaries == analyze(path, model, store=new).boundaries
+
+
 def test_onset_fallback_only_when_the_beat_head_is_silent() -> None:
     """Real music unlike the training data can leave the beat head silent: onsets take over."""
     from edm.analyze import onset_fallback

@@ -158,11 +158,24 @@ def embed_audio(audio: np.ndarray, backbone: Any) -> Embedded:
                     duration_s=len(audio) / backbone.sample_rate)
 
 
+def _checked_audio(path: Path, sample_rate: int) -> np.ndarray:
+    """The decoded track (:func:`~edm.audio.load_audio`), checked long enough and not silent."""
+    from edm.audio import AudioError, load_audio
+    from edm.inputs import check_audio
+
+    try:
+        audio = load_audio(path, sample_rate)
+        check_audio(audio, sample_rate, path)
+    except AudioError as error:
+        raise AnalyzeError(str(error)) from error
+    return audio
+
+
 def embed(path: str | Path, model: Model, *, store: Any = None, backbone: Any = None) -> Embedded:
     """Embeddings for ``path``: from ``store`` (an open EmbeddingStore) if it holds the track
     for the model's backbone, else computed now with ``backbone`` (built once per batch)."""
-    from edm.audio import AudioError, content_hash, load_audio
-    from edm.inputs import check_audio
+    from edm.audio import content_hash
+    from edm.backbones.descriptors import DESCRIPTOR_NAMES, compute_descriptors
 
     path = Path(path)
     if not path.is_file():
@@ -173,19 +186,24 @@ def embed(path: str | Path, model: Model, *, store: Any = None, backbone: Any = 
         raise AnalyzeError(f"{path}: cannot read ({error.strerror})") from error
     if store is not None and store.has(digest, model.backbone_key):
         info = store.backbone_info(digest, model.backbone_key)
+        descriptors = store.descriptors(digest, model.backbone_key)
+        if not set(DESCRIPTOR_NAMES) <= set(descriptors) and info.sample_rate:
+            # An entry written before some descriptors existed (the band levels the boundary
+            # evidence needs): they are recomputed from the audio, the stored embeddings kept,
+            # so the analysis does not depend on when the store was written.
+            audio = _checked_audio(path, int(info.sample_rate))
+            descriptors = compute_descriptors(audio, int(info.sample_rate),
+                                              float(info.frames_per_second))
         return Embedded(
             embeddings=store.embeddings(digest, model.backbone_key),
-            descriptors=store.descriptors(digest, model.backbone_key),
+            descriptors=descriptors,
             frames_per_second=float(info.frames_per_second),
             duration_s=float(store.track_info(digest).duration_s),
             content_hash=digest, from_store=True,
         )
     backbone = backbone if backbone is not None else model.backbone()
-    try:
-        audio = load_audio(path, backbone.sample_rate)
-        duration_s = check_audio(audio, backbone.sample_rate, path)
-    except AudioError as error:
-        raise AnalyzeError(str(error)) from error
+    audio = _checked_audio(path, backbone.sample_rate)
+    duration_s = len(audio) / backbone.sample_rate
     result = embed_audio(audio, backbone)
     return Embedded(embeddings=result.embeddings, descriptors=result.descriptors,
                     frames_per_second=result.frames_per_second, duration_s=duration_s,
