@@ -22,15 +22,15 @@ def bumps(times: np.ndarray, n: int, heights: np.ndarray | float = 1.0) -> np.nd
 
 
 def shuffle(duration_s: float, *, bars: bool) -> Activations:
-    """A 180-BPM shuffle: the beat head fires on every beat and on the swung hits halfway
-    between the 120-BPM grid lines, so a 120-BPM grid explains the beat peaks about as well
-    as the true one and the prior prefers it; the downbeats come every 4 beats of 180 BPM."""
+    """A 180-BPM shuffle: the beat head fires on every beat and, twice as strongly, on the
+    swung hits halfway between the 120-BPM grid lines, so a 120-BPM grid explains the beat
+    peaks better than the true one; the downbeats come every 4 beats of 180 BPM."""
     n = int(duration_s * FPS)
     rng = np.random.default_rng(0)
     beats = np.arange(0.2, duration_s - 0.5, 60.0 / 180.0)
     swung = np.arange(0.2, duration_s - 0.5, 0.5)
     hits = np.concatenate([beats, swung])
-    heights = np.concatenate([np.full(len(beats), 0.8), np.full(len(swung), 0.9)])
+    heights = np.concatenate([np.full(len(beats), 0.5), np.full(len(swung), 1.0)])
     downbeat = (0.8 * bumps(beats[::4], n) if bars else np.zeros(n)) + rng.uniform(0, 0.1, n)
     return Activations(beat=bumps(hits, n, heights) + rng.uniform(0, 0.1, n), downbeat=downbeat,
                        boundary=np.zeros(n), frames_per_second=FPS)

@@ -17,7 +17,7 @@ Stages, one module each
    and of kick/snare accents (:func:`accent_envelope`, from the band descriptors) proposes
    periods; each candidate (and its octaves) is scored by how well a regular grid explains
    both signals' peaks (precision × recall), weighted by an EDM tempo prior (log-normal
-   around 132 BPM: 128 beats 64, 174 beats 58). A confident downbeat head adds a bar
+   around 140 BPM: 128 beats 64, 174 beats 58). A confident downbeat head adds a bar
    score (four beats must explain the downbeats: 180-BPM shuffles stop reading as 120)
    and then checks the octave.
 2. :mod:`edm.decode.beats` — :func:`decode_beats`: windowed local tempo proposes tempo
