@@ -122,15 +122,16 @@ def cached_tracks(model_dir: Path | None, pairs: list[tuple[dict, TrackAnnotatio
     ``cache`` or computed once."""
     from edm.analyze import load_model
     from edm.analyze.pipeline import activations, embed, model_fingerprint
-    from edm.backbones import descriptors, frames
+    from edm.backbones import descriptors, frames, spectral
     from edm.heads.artifacts import DEFAULT_MODEL_DIR
 
     cache.mkdir(parents=True, exist_ok=True)
-    # Keyed by the model's weights, the descriptor code and the excerpt's audio: a
-    # rebuilt model, new descriptors or another --excerpt-s never read entries of the old.
+    # Keyed by the model's weights, the code that makes embeddings and descriptors (the
+    # spectral backbone also holds the bands' mel triangles) and the excerpt's audio: a
+    # rebuilt model, new features or another --excerpt-s never read entries of the old.
     weights = model_fingerprint(model_dir or DEFAULT_MODEL_DIR).split(":")[1]
     code = hashlib.sha256(b"".join(Path(module.__file__).read_bytes()
-                                   for module in (descriptors, frames))).hexdigest()[:6]
+                                   for module in (descriptors, frames, spectral))).hexdigest()[:6]
     version = f"{weights}.d{code}"
     model = None
     out = []
