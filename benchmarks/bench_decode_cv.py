@@ -214,7 +214,7 @@ def development_set(corpus: Path, work: Path, *, folds: int, seeds: tuple[int, .
     same excerpts analysed by the shipped model, in the same order."""
     from build_default_model import build
 
-    train, _test = split_by_group(load_corpus(corpus), 0.5, 0)  # the shipped model's split
+    train, _test = split_by_group(load_corpus(corpus))
     excerpts = [(item, excerpt(truth, item["id"], work / "excerpts", excerpt_s))
                 for item, truth in train]
     runs: list[list[CachedTrack]] = []
@@ -260,7 +260,7 @@ def new_library_case(corpus: Path, work: Path, *, folds: int, seed: int, recipe:
     from bench_real import fit_dj_model, shipped_model_groups
 
     items = load_corpus(corpus)
-    train, test = split_by_group(items, 0.5, 0)
+    train, test = split_by_group(items)
     test = [(item, truth) for item, truth in test if item["group"] not in shipped_model_groups()]
     truths = [excerpt(truth, item["id"], work / "held-out-excerpts", excerpt_s)
               for item, truth in test]
@@ -289,7 +289,7 @@ def new_library_dev_case(corpus: Path, work: Path, *, folds: int, seed: int, rec
     which neither has heard; then the halves swap. Every development track is scored once."""
     from bench_real import fit_dj_model
 
-    train, _test = split_by_group(load_corpus(corpus), 0.5, 0)
+    train, _test = split_by_group(load_corpus(corpus))
     scored: dict[str, list[dict[str, float]]] = {"fold net": [], "fold net fitted on half": []}
     for k, groups in enumerate(folds_by_group(train, folds)):
         fold = [pair for pair in train if pair[0]["group"] in groups]

@@ -74,7 +74,7 @@ def real_training_tracks(corpus: Path, data: Path, augment_copies: int, seed: in
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_real import load_corpus, split_by_group
 
-    train, _test = split_by_group(load_corpus(corpus), 0.5, 0)  # bench_real's defaults
+    train, _test = split_by_group(load_corpus(corpus))
     train = [(item, truth) for item, truth in train if item["group"] not in exclude_groups]
     annotations, records = [], []
     folder = data / "augmented"
@@ -228,7 +228,7 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int,
         heads.energy = None
     heads.save(out, metrics=metrics)
     (out / "training_data.json").write_text(json.dumps(
-        {"split": "bench_real.split_by_group(test_fraction=0.5, seed=0): training side only"
+        {"split": "benchmarks/realdata/split.json: training side only"
                   + (f", less {', '.join(sorted(exclude_groups))}" if exclude_groups else ""),
          "tracks": records}, indent=1))
     size = sum(f.stat().st_size for f in out.iterdir())
