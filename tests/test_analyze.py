@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edm.analyze import AnalyzeError, analyze, load_model
+from edm.analyze import AnalyzeError, analyze, analyze_many, load_model
 from edm.analyze.writers import write_rekordbox
 from edm.audio import write_audio
 from edm.cli import main
@@ -94,6 +94,24 @@ def test_bad_inputs_fail_one_by_one_and_the_rest_is_analysed(tmp_path: Path, tra
     assert "silent" in problems and "too short" in problems
     assert sorted(p.name for p in out.iterdir()) == ["eight_bit.json", "mono48k.json"]
     assert good_path.exists()
+
+
+def test_a_batch_decodes_ahead_and_gives_each_track_its_own_analysis(
+    tmp_path: Path, model, tracks
+) -> None:
+    # analyze_many decodes the next file while one is analysed: each analysis must still be
+    # its own file's, in input order, with a failing file in between.
+    house, techno = tracks["house"][0], tracks["techno"][0]
+    missing = tmp_path / "gone.wav"
+    outcomes = list(analyze_many([(house, None), (missing, None), (techno, None)], model))
+    assert [o.path for o in outcomes] == [str(house), str(missing), str(techno)]
+    assert outcomes[1].analysis is None and "no such file" in outcomes[1].error
+    for outcome, path in ((outcomes[0], house), (outcomes[2], techno)):
+        alone = analyze(path, model)
+        assert outcome.analysis.content_hash == alone.content_hash
+        np.testing.assert_array_equal(outcome.analysis.grid.beats, alone.grid.beats)
+        assert outcome.analysis.sections == alone.sections
+    assert outcomes[0].analysis.bpm != outcomes[2].analysis.bpm
 
 
 def test_missing_model_folder_is_a_clear_error(tmp_path: Path, tracks) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,9 +172,11 @@ def _checked_audio(path: Path, sample_rate: int) -> np.ndarray:
     return audio
 
 
-def embed(path: str | Path, model: Model, *, store: Any = None, backbone: Any = None) -> Embedded:
+def embed(path: str | Path, model: Model, *, store: Any = None, backbone: Any = None,
+          audio: np.ndarray | None = None) -> Embedded:
     """Embeddings for ``path``: from ``store`` (an open EmbeddingStore) if it holds the track
-    for the model's backbone, else computed now with ``backbone`` (built once per batch)."""
+    for the model's backbone, else computed now with ``backbone`` (built once per batch) from
+    ``audio`` (the file decoded at the backbone's rate, checked) or the file decoded now."""
     from edm.audio import content_hash
     from edm.backbones.descriptors import DESCRIPTOR_NAMES, compute_descriptors
 
@@ -202,7 +205,8 @@ def embed(path: str | Path, model: Model, *, store: Any = None, backbone: Any = 
             content_hash=digest, from_store=True,
         )
     backbone = backbone if backbone is not None else model.backbone()
-    audio = _checked_audio(path, backbone.sample_rate)
+    if audio is None:
+        audio = _checked_audio(path, backbone.sample_rate)
     duration_s = len(audio) / backbone.sample_rate
     result = embed_audio(audio, backbone)
     return Embedded(embeddings=result.embeddings, descriptors=result.descriptors,
@@ -270,12 +274,16 @@ def section_energy(
 
 def analyze(
     path: str | Path, model: Model | None = None, *, store: Any = None, backbone: Any = None,
-    base: TrackAnnotation | None = None,
+    base: TrackAnnotation | None = None, audio: np.ndarray | None = None,
 ) -> Analysis:
-    """Analyse one audio file. Raises :class:`AnalyzeError` naming the file on bad input."""
+    """Analyse one audio file. Raises :class:`AnalyzeError` naming the file on bad input.
+
+    ``audio``: the file already decoded at the backbone's rate and checked
+    (:func:`analyze_many` decodes the next file while this one is analysed).
+    """
     started = time.perf_counter()
     model = model if model is not None else load_model()
-    embedded = embed(path, model, store=store, backbone=backbone)
+    embedded = embed(path, model, store=store, backbone=backbone, audio=audio)
     acts = activations(embedded, model)
     fallback = onset_fallback(acts, embedded.descriptors)
     if fallback is not None:
@@ -332,14 +340,29 @@ def analyze_many(
     """Analyse ``(path, base annotation or None)`` pairs with one model and one backbone.
 
     A file that fails yields an :class:`Outcome` with ``error`` set; the batch goes on.
+    Without a store, the next file decodes in a background thread while this one is analysed:
+    decoding (libsndfile, soxr) runs in C without the GIL, so on two cores it costs a batch
+    next to nothing; memory holds at most two decoded tracks.
     """
     backbone = model.backbone()
-    for path, base in inputs:
-        try:
-            outcome = Outcome(str(path), analysis=analyze(path, model, store=store,
-                                                           backbone=backbone, base=base))
-        except AnalyzeError as error:
-            outcome = Outcome(str(path), error=str(error).splitlines()[0])
-        if on_done is not None:
-            on_done(outcome)
-        yield outcome
+    pairs = list(inputs)
+    with ThreadPoolExecutor(max_workers=1) as decoder:
+
+        def decoding(index: int) -> Future[np.ndarray] | None:
+            if store is not None or index >= len(pairs) or not Path(pairs[index][0]).is_file():
+                return None  # the store may hold it; a missing file fails in analyze
+            return decoder.submit(_checked_audio, Path(pairs[index][0]), backbone.sample_rate)
+
+        upcoming = decoding(0)
+        for index, (path, base) in enumerate(pairs):
+            current, upcoming = upcoming, decoding(index + 1)
+            try:
+                audio = current.result() if current is not None else None
+                outcome = Outcome(str(path), analysis=analyze(path, model, store=store,
+                                                               backbone=backbone, base=base,
+                                                               audio=audio))
+            except AnalyzeError as error:
+                outcome = Outcome(str(path), error=str(error).splitlines()[0])
+            if on_done is not None:
+                on_done(outcome)
+            yield outcome
