@@ -197,13 +197,16 @@ class Recipe:
     model: tuple[tuple[str, Any], ...] = ()
     #: TrainConfig fields over the defaults (values as JSON text).
     train: tuple[tuple[str, str], ...] = ()
+    #: Varispeed copies of the real tracks at fast tempi (``--fast-copies``).
+    fast: bool = False
 
     @property
     def name(self) -> str:
         return (f"a{self.augment}-e{self.epochs}-t{self.tracks}-" + "-".join(self.varieties)
                 + "".join(f"-{key}{value}" for key, value in self.model)
                 + "".join(f"-{key}{''.join(c for c in value if c.isalnum() or c == '.')}"
-                          for key, value in self.train))
+                          for key, value in self.train)
+                + ("-fast" if self.fast else ""))
 
 
 def development_set(corpus: Path, work: Path, *, folds: int, seeds: tuple[int, ...],
@@ -230,7 +233,7 @@ def development_set(corpus: Path, work: Path, *, folds: int, seeds: tuple[int, .
                       train={key: json.loads(value) for key, value in recipe.train},
                       real=corpus,
                       augment_copies=recipe.augment, varieties=recipe.varieties,
-                      exclude_groups=frozenset(groups))
+                      exclude_groups=frozenset(groups), fast_copies=recipe.fast)
             held = [pair for pair in excerpts if pair[0]["group"] in groups]
             run += cached_tracks(model_dir, held, model_dir / "activations")
         runs.append(run)
@@ -351,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
                         help='fold models: TemporalHeads options, e.g. {"fine_layers": 7}')
     parser.add_argument("--train", type=json.loads, default={}, metavar="JSON",
                         help='fold models: TrainConfig fields, e.g. {"crop_s": 90}')
+    parser.add_argument("--fast-copies", action="store_true",
+                        help="fold models: also build_default_model's varispeed copies of the "
+                             "real tracks at fast tempi")
     parser.add_argument("--new-library", action="store_true",
                         help="also the DJ case with a library new to the model: each fold net "
                              "(first --seed) fitted on its fold's tracks, base and fitted scored "
@@ -371,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     recipe = Recipe(args.augment, args.epochs, args.tracks, tuple(args.variety),
                     tuple(sorted(args.model.items())),
-                    tuple(sorted((k, json.dumps(v)) for k, v in args.train.items())))
+                    tuple(sorted((k, json.dumps(v)) for k, v in args.train.items())),
+                    args.fast_copies)
     oof, shipped = development_set(args.corpus, args.work, folds=args.folds,
                                    seeds=tuple(args.seed), excerpt_s=args.excerpt_s,
                                    data=args.data, recipe=recipe)

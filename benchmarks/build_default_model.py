@@ -58,18 +58,24 @@ TRAIN_SEEDS = (1, 3)
 #: Teacher-student: an unlabeled track trains the students only when the teacher's beat head
 #: fires this strongly on its own decoded grid (``BeatGrid.confidence``, 0-1).
 TEACHER_MIN_CONFIDENCE = 0.5
+#: ``--fast-copies``: real tracks at these tempi get a varispeed copy at a tempo drawn from
+#: FAST_TARGET_BPM, so the beat head hears real grooves (off-beat hats and basses) at drum &
+#: bass and hardcore tempi, where its eighth-note peaks put fast tracks in anti-phase.
+FAST_SOURCE_BPM = (110.0, 145.0)
+FAST_TARGET_BPM = (165.0, 190.0)
 
 
 def real_training_tracks(corpus: Path, data: Path, augment_copies: int, seed: int,
-                         exclude_groups: frozenset[str] = frozenset()
+                         exclude_groups: frozenset[str] = frozenset(), fast_copies: bool = False
                          ) -> tuple[list, list[dict]]:
     """The corpus's training side (bench_real's split, less ``exclude_groups``) plus augmented
     copies: annotations pointing at audio on disk, and one record per track for
-    ``training_data.json``."""
+    ``training_data.json``. ``fast_copies``: also a varispeed copy of each track in
+    :data:`FAST_SOURCE_BPM`, played at a tempo drawn from :data:`FAST_TARGET_BPM`."""
     import numpy as np
 
     from edm.audio import content_hash, load_audio, write_audio
-    from edm.synth.augment import augment, scale_annotation
+    from edm.synth.augment import augment, scale_annotation, varispeed
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_real import load_corpus, split_by_group
@@ -104,6 +110,20 @@ def real_training_tracks(corpus: Path, data: Path, augment_copies: int, seed: in
             records.append({"source": "real (augmented)", "id": f"{item['id']}.aug{copy}",
                             "group": item["group"], "content_hash": aug_hash,
                             "time_scale": round(scale, 5)})
+        if fast_copies and FAST_SOURCE_BPM[0] <= truth.grid[0].bpm <= FAST_SOURCE_BPM[1]:
+            target = folder / f"{item['id']}.seed{seed}.fast.flac"
+            rng = np.random.default_rng([seed, int(digest[:8], 16)])
+            factor = float(rng.uniform(*FAST_TARGET_BPM)) / truth.grid[0].bpm
+            if not target.is_file():
+                write_audio(target, varispeed(load_audio(path, 44100)[:, None], 44100,
+                                              factor).audio, 44100)
+            moved = scale_annotation(truth, 44100 / round(44100 * factor))
+            fast_hash = content_hash(target)
+            annotations.append(moved.model_copy(update={"track": moved.track.model_copy(
+                update={"path": str(target), "content_hash": fast_hash})}))
+            records.append({"source": "real (fast copy)", "id": f"{item['id']}.fast",
+                            "group": item["group"], "content_hash": fast_hash,
+                            "bpm": round(moved.grid[0].bpm, 3)})
     return annotations, records
 
 
@@ -136,7 +156,8 @@ def fit_member(data: Path, *, tracks: int, minutes: float, epochs: int, seed: in
                augment_seed: int, model: dict, train: dict, real: Path | None,
                augment_copies: int, varieties: tuple[str, ...],
                teacher: tuple[list, list[dict]] = ([], []),
-               exclude_groups: frozenset[str] = frozenset()) -> tuple[FitReport, list[dict]]:
+               exclude_groups: frozenset[str] = frozenset(), fast_copies: bool = False
+               ) -> tuple[FitReport, list[dict]]:
     """One net of the default model: the synth libraries of ``seed`` + the real training side
     (augmented with ``augment_seed``) + the ``teacher``'s labels (annotations, records),
     embedded and fitted with training seed ``seed``."""
@@ -170,7 +191,8 @@ def fit_member(data: Path, *, tracks: int, minutes: float, epochs: int, seed: in
     store_path = data / f"store-seed{seed}-{tracks}x{minutes:g}min-{'-'.join(varieties)}.zarr"
     if real is not None:
         real_annotations, real_records = real_training_tracks(real, data, augment_copies,
-                                                              augment_seed, exclude_groups)
+                                                              augment_seed, exclude_groups,
+                                                              fast_copies)
         annotations += real_annotations
         records += real_records
     annotations += teacher[0]
@@ -195,7 +217,7 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int,
           keep_energy: bool = False,
           real: Path | None = None, augment_copies: int = 0,
           varieties: tuple[str, ...] = ("classic",), unlabeled: Path | None = None,
-          exclude_groups: frozenset[str] = frozenset()) -> dict:
+          exclude_groups: frozenset[str] = frozenset(), fast_copies: bool = False) -> dict:
     """Fit one net per seed (:func:`fit_member`) and save them as one model: analysis averages
     their probabilities. The real tracks and their augmented copies are the same data for every
     net (augmented with the first seed); each seed draws its own synth tracks and training.
@@ -208,7 +230,8 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int,
                           augment_seed=seeds[0], model=model or {}, train=train or {},
                           real=real,
                           augment_copies=augment_copies, varieties=varieties,
-                          teacher=teacher, exclude_groups=exclude_groups)
+                          teacher=teacher, exclude_groups=exclude_groups,
+                          fast_copies=fast_copies)
                for seed in seeds]
     heads = members[0][0].heads
     heads.nets = [net for report, _ in members for net in report.heads.nets]
@@ -239,7 +262,8 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int,
 def _describe(records: list[dict], minutes: float, seeds: tuple[int, ...], real: Path | None,
               varieties: tuple[str, ...]) -> str:
     counts = {source: sum(1 for r in records if r["source"] == source)
-              for source in ("synth", "real", "real (augmented)", "real (teacher-labelled)")}
+              for source in ("synth", "real", "real (augmented)", "real (fast copy)",
+                             "real (teacher-labelled)")}
     text = (f"edm synth: {counts['synth']} tracks x {minutes:g} min, seeds "
             f"{', '.join(map(str, seeds))}, variety "
             f"{' + '.join(varieties)}, noise none (tier-1 truth)")
@@ -247,6 +271,9 @@ def _describe(records: list[dict], minutes: float, seeds: tuple[int, ...], real:
         text += (f"; real: {counts['real']} LMMS renders (bench_real training split, "
                  f"{len({r['group'] for r in records if r['source'] == 'real'})} artists/"
                  f"projects) + {counts['real (augmented)']} augmented copies")
+        if counts["real (fast copy)"]:
+            text += (f" + {counts['real (fast copy)']} varispeed copies at "
+                     f"{FAST_TARGET_BPM[0]:g}-{FAST_TARGET_BPM[1]:g} BPM")
     if counts["real (teacher-labelled)"]:
         text += (f"; teacher-student: {counts['real (teacher-labelled)']} unlabeled real tracks "
                  "labelled by the shipped model's analysis (grid confidence >= "
@@ -275,6 +302,10 @@ def main() -> None:
                              "bench_real training split too")
     parser.add_argument("--augment", type=int, default=0,
                         help="augmented copies of each real training track")
+    parser.add_argument("--fast-copies", action="store_true",
+                        help="also a varispeed copy of each real training track at "
+                             f"{FAST_SOURCE_BPM[0]:g}-{FAST_SOURCE_BPM[1]:g} BPM, played at "
+                             f"{FAST_TARGET_BPM[0]:g}-{FAST_TARGET_BPM[1]:g} BPM")
     parser.add_argument("--unlabeled", type=Path, default=None, metavar="DIR",
                         help="audio without labels: the shipped model's sure analyses of it "
                              "train the new nets too (teacher-student)")
@@ -287,7 +318,8 @@ def main() -> None:
     summary = build(args.data, args.out, tracks=args.tracks, minutes=args.minutes,
                     epochs=args.epochs, seeds=tuple(args.seed), model=args.model, train=args.train,
                     keep_energy=args.keep_energy, real=args.real, augment_copies=args.augment,
-                    varieties=tuple(args.variety), unlabeled=args.unlabeled)
+                    varieties=tuple(args.variety), unlabeled=args.unlabeled,
+                    fast_copies=args.fast_copies)
     print(json.dumps(summary, indent=2, default=str))
 
 

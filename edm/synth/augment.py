@@ -61,15 +61,8 @@ def augment(audio: np.ndarray, sample_rate: int, rng: np.random.Generator, *,
     planar = np.ascontiguousarray(x.T)  # pedalboard: (channels, samples)
     scale = 1.0
     if "tempo" in chosen:
-        # Varispeed, as a turntable's pitch fader: resampling is exact in time (a time
-        # stretcher drifts by parts in a thousand), and the pitch moves with the tempo.
-        import soxr
-
-        factor = float(rng.uniform(0.96, 1.04))  # > 1 plays faster
-        rate_in = round(sample_rate * factor)
-        planar = np.ascontiguousarray(soxr.resample(planar.T, rate_in, sample_rate).T,
-                                      np.float32)
-        scale = sample_rate / rate_in
+        faster = varispeed(planar.T, sample_rate, float(rng.uniform(0.96, 1.04)))
+        planar, scale = np.ascontiguousarray(faster.audio.T), faster.time_scale
     if "pitch" in chosen:
         shift = pedalboard.PitchShift(semitones=float(rng.uniform(-1.0, 1.0)))
         planar = shift(planar, sample_rate)
@@ -96,6 +89,24 @@ def augment(audio: np.ndarray, sample_rate: int, rng: np.random.Generator, *,
     if "mp3" in chosen:
         out = mp3_round_trip(out, sample_rate, int(rng.choice(MP3_BITRATES)))
     return Augmented(audio=out[:, 0] if mono else out, time_scale=scale, steps=chosen)
+
+
+def varispeed(audio: np.ndarray, sample_rate: int, factor: float) -> Augmented:
+    """``(samples, channels)`` audio played ``factor`` times faster, as a turntable's pitch
+    fader does (the pitch moves with the tempo): resampling is exact in time, where a time
+    stretcher drifts by parts in a thousand.
+
+    >>> clicks = np.zeros((44100, 1), np.float32); clicks[::11025] = 1.0
+    >>> fast = varispeed(clicks, 44100, 1.25)
+    >>> len(fast.audio), round(fast.time_scale, 3)
+    (35280, 0.8)
+    """
+    import soxr
+
+    rate_in = round(sample_rate * factor)
+    out = soxr.resample(np.asarray(audio, np.float32), rate_in, sample_rate)
+    return Augmented(audio=np.ascontiguousarray(out, np.float32),
+                     time_scale=sample_rate / rate_in, steps=("tempo",))
 
 
 def mp3_round_trip(audio: np.ndarray, sample_rate: int, bitrate_kbps: int) -> np.ndarray:
