@@ -126,6 +126,24 @@ def test_phrase_prior_picks_the_phrase_downbeat_over_a_neighbour() -> None:
     np.testing.assert_allclose(found, downbeats[[16, 32]], atol=0.01)
 
 
+def test_a_one_bar_fill_before_the_phrase_line_moves_the_boundary_onto_the_line() -> None:
+    """A fill in bar 15 fires the head a bar before the section at bar 16 does. The boundary
+    goes to bar 16, the 4-bar line, when bar 16 holds at least half the evidence; with a weak
+    change after it, a boundary off the line stays where its evidence is."""
+    grid = [TempoSegment(start_s=0.5, bpm=128.0)]
+    act, _, downbeats = activations_for(grid, 120.0, boundaries=None)
+    n = act.n_frames
+
+    def decoded_with(after_fill: float) -> np.ndarray:
+        boundary = np.maximum(act.boundary, 0.9 * bumps(downbeats[[15, 32]], n, width_frames=2))
+        boundary = np.maximum(boundary, after_fill * bumps(downbeats[[16]], n, width_frames=2))
+        fill = Activations(act.beat, act.downbeat, boundary, FPS)
+        return decode_boundaries(fill, decode_beats(fill))
+
+    np.testing.assert_allclose(decoded_with(0.6), downbeats[[16, 32]], atol=0.01)
+    np.testing.assert_allclose(decoded_with(0.3), downbeats[[15, 32]], atol=0.01)
+
+
 def test_sections_carry_energy_labels_and_cover_the_track() -> None:
     grid = [TempoSegment(start_s=0.5, bpm=128.0)]
     duration = 120.0
