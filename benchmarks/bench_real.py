@@ -3,7 +3,8 @@
 The corpus is built by ``benchmarks/realdata/build_corpus.py`` (LMMS projects from public
 repositories rendered by LMMS; truth read from the projects: exact beats, downbeats, tempo,
 arrangement sections, per-section loudness). Tracks are split by artist/project (the
-manifest's ``group``), never by excerpt: no artist is on both sides.
+manifest's ``group``), never by excerpt: no artist is on both sides. The split is pinned in
+``benchmarks/realdata/split.json`` (:func:`split_by_group`).
 
 Methods, each on every held-out track in this one process:
 
