@@ -207,9 +207,8 @@ def _after_fills(chosen: list[int], evidence: np.ndarray, min_section_bars: int)
     a boundary sits one bar before the track's 4-bar line (the phase whose downbeats hold the
     most evidence) and the next downbeat, on the line, has at least :data:`_FILL_SHARE` of its
     evidence, the section starts there. On real tracks no net had seen, 1 decoded boundary in
-    15 was one bar early, 3 in 4 of them after such a fill, and boundaries already right were
-    never one bar before the line with that much evidence after them (issue 15,
-    ``benchmarks/RESULTS.md``).
+    15 was one bar early; this moved 17 of those 45 and none of the 416 that were right (issue
+    15, ``benchmarks/RESULTS.md``).
     """
     phase = int(np.argmax([evidence[p::4].sum() for p in range(4)]))
     out = list(chosen)
