@@ -92,6 +92,8 @@ def split_by_group(items: list[tuple[dict, TrackAnnotation]], split_file: Path =
     """
     sides = json.loads(split_file.read_text())
     train_groups, test_groups = set(sides["train"]), set(sides["test"])
+    if both := sorted(train_groups & test_groups):
+        raise SystemExit(f"{split_file}: groups on both sides: {', '.join(both)}")
     train = [pair for pair in items if pair[0]["group"] in train_groups]
     test = [pair for pair in items if pair[0]["group"] in test_groups]
     unassigned = sorted(item["id"] for item, _ in items
