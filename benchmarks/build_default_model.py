@@ -47,7 +47,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from edm.data.schema import TrackAnnotation
     from edm.heads.fit import FitReport
+    from edm.synth.augment import Augmented
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "edm" / "default_model"
@@ -74,8 +78,8 @@ def real_training_tracks(corpus: Path, data: Path, augment_copies: int, seed: in
     :data:`FAST_SOURCE_BPM`, played at a tempo drawn from :data:`FAST_TARGET_BPM`."""
     import numpy as np
 
-    from edm.audio import content_hash, load_audio, write_audio
-    from edm.synth.augment import augment, scale_annotation, varispeed
+    from edm.audio import content_hash, load_audio
+    from edm.synth.augment import augment, varispeed
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_real import load_corpus, split_by_group
@@ -95,36 +99,45 @@ def real_training_tracks(corpus: Path, data: Path, augment_copies: int, seed: in
                         "content_hash": digest})
         for copy in range(augment_copies):
             # The seed is in the cache name: another seed draws other augmentations.
-            target = folder / f"{item['id']}.seed{seed}.aug{copy}.flac"
             rng = np.random.default_rng([seed, copy, int(digest[:8], 16)])
-            if not target.is_file():
-                audio = load_audio(path, 44100)
-                result = augment(audio, 44100, rng)
-                write_audio(target, result.audio, 44100)
-                (target.with_suffix(".scale")).write_text(repr(result.time_scale))
-            scale = float(target.with_suffix(".scale").read_text())
-            moved = scale_annotation(truth, scale)
-            aug_hash = content_hash(target)
-            annotations.append(moved.model_copy(update={"track": moved.track.model_copy(
-                update={"path": str(target), "content_hash": aug_hash})}))
+            moved, scale = _derived_copy(
+                truth, folder / f"{item['id']}.seed{seed}.aug{copy}.flac",
+                lambda path=path, rng=rng: augment(load_audio(path, 44100), 44100, rng))
+            annotations.append(moved)
             records.append({"source": "real (augmented)", "id": f"{item['id']}.aug{copy}",
-                            "group": item["group"], "content_hash": aug_hash,
+                            "group": item["group"], "content_hash": moved.track.content_hash,
                             "time_scale": round(scale, 5)})
         if fast_copies and FAST_SOURCE_BPM[0] <= truth.grid[0].bpm <= FAST_SOURCE_BPM[1]:
-            target = folder / f"{item['id']}.seed{seed}.fast.flac"
             rng = np.random.default_rng([seed, int(digest[:8], 16)])
             factor = float(rng.uniform(*FAST_TARGET_BPM)) / truth.grid[0].bpm
-            if not target.is_file():
-                write_audio(target, varispeed(load_audio(path, 44100)[:, None], 44100,
-                                              factor).audio, 44100)
-            moved = scale_annotation(truth, 44100 / round(44100 * factor))
-            fast_hash = content_hash(target)
-            annotations.append(moved.model_copy(update={"track": moved.track.model_copy(
-                update={"path": str(target), "content_hash": fast_hash})}))
+            moved, _ = _derived_copy(
+                truth, folder / f"{item['id']}.seed{seed}.fast.flac",
+                lambda path=path, factor=factor: varispeed(load_audio(path, 44100)[:, None],
+                                                     44100, factor))
+            annotations.append(moved)
             records.append({"source": "real (fast copy)", "id": f"{item['id']}.fast",
-                            "group": item["group"], "content_hash": fast_hash,
+                            "group": item["group"], "content_hash": moved.track.content_hash,
                             "bpm": round(moved.grid[0].bpm, 3)})
     return annotations, records
+
+
+def _derived_copy(truth: TrackAnnotation, target: Path, make: Callable[[], Augmented]
+                  ) -> tuple[TrackAnnotation, float]:
+    """A transformed copy of a real track, made once (``make``) and cached at ``target`` with
+    its time scale beside it (``.scale``, written last: a copy without it is made again), and
+    its truth moved to the copy's times; ``(annotation, time scale)``."""
+    from edm.audio import content_hash, write_audio
+    from edm.synth.augment import scale_annotation
+
+    scale_file = target.with_suffix(".scale")
+    if not scale_file.is_file():
+        result = make()
+        write_audio(target, result.audio, 44100)
+        scale_file.write_text(repr(result.time_scale))
+    scale = float(scale_file.read_text())
+    moved = scale_annotation(truth, scale)
+    return moved.model_copy(update={"track": moved.track.model_copy(
+        update={"path": str(target), "content_hash": content_hash(target)})}), scale
 
 
 def teacher_labels(folder: Path) -> tuple[list, list[dict]]:
