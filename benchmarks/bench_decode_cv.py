@@ -199,6 +199,8 @@ class Recipe:
     train: tuple[tuple[str, str], ...] = ()
     #: Varispeed copies of the real tracks at fast tempi (``--fast-copies``).
     fast: bool = False
+    #: The split's training-only groups in every fold's training (``--extra-real``).
+    extra: bool = False
 
     @property
     def name(self) -> str:
@@ -206,7 +208,7 @@ class Recipe:
                 + "".join(f"-{key}{value}" for key, value in self.model)
                 + "".join(f"-{key}{''.join(c for c in value if c.isalnum() or c == '.')}"
                           for key, value in self.train)
-                + ("-fast" if self.fast else ""))
+                + ("-fast" if self.fast else "") + ("-extra" if self.extra else ""))
 
 
 def development_set(corpus: Path, work: Path, *, folds: int, seeds: tuple[int, ...],
@@ -233,7 +235,8 @@ def development_set(corpus: Path, work: Path, *, folds: int, seeds: tuple[int, .
                       train={key: json.loads(value) for key, value in recipe.train},
                       real=corpus,
                       augment_copies=recipe.augment, varieties=recipe.varieties,
-                      exclude_groups=frozenset(groups), fast_copies=recipe.fast)
+                      exclude_groups=frozenset(groups), fast_copies=recipe.fast,
+                      extra_real=recipe.extra)
             held = [pair for pair in excerpts if pair[0]["group"] in groups]
             run += cached_tracks(model_dir, held, model_dir / "activations")
         runs.append(run)
@@ -357,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast-copies", action="store_true",
                         help="fold models: also build_default_model's varispeed copies of the "
                              "real tracks at fast tempi")
+    parser.add_argument("--extra-real", action="store_true",
+                        help="fold models: also the split's train_only groups (never scored)")
     parser.add_argument("--new-library", action="store_true",
                         help="also the DJ case with a library new to the model: each fold net "
                              "(first --seed) fitted on its fold's tracks, base and fitted scored "
@@ -378,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     recipe = Recipe(args.augment, args.epochs, args.tracks, tuple(args.variety),
                     tuple(sorted(args.model.items())),
                     tuple(sorted((k, json.dumps(v)) for k, v in args.train.items())),
-                    args.fast_copies)
+                    args.fast_copies, args.extra_real)
     oof, shipped = development_set(args.corpus, args.work, folds=args.folds,
                                    seeds=tuple(args.seed), excerpt_s=args.excerpt_s,
                                    data=args.data, recipe=recipe)

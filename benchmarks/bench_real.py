@@ -88,20 +88,36 @@ def split_by_group(items: list[tuple[dict, TrackAnnotation]], split_file: Path =
     Pinned rather than drawn at run time: a draw over the groups present moves tracks between
     the sides whenever a render fails or succeeds on a rebuild (three slow LMMS renders did
     exactly that). Tracks of groups the file does not name are left out of both sides, with a
-    note on stderr: a held-out figure only changes when someone adds them to the file.
+    note on stderr: a held-out figure only changes when someone adds them to the file. Groups
+    under ``train_only`` are on neither side either: :func:`training_only` gives them.
     """
-    sides = json.loads(split_file.read_text())
-    train_groups, test_groups = set(sides["train"]), set(sides["test"])
-    if both := sorted(train_groups & test_groups):
-        raise SystemExit(f"{split_file}: groups on both sides: {', '.join(both)}")
-    train = [pair for pair in items if pair[0]["group"] in train_groups]
-    test = [pair for pair in items if pair[0]["group"] in test_groups]
+    sides = _sides(split_file)
+    train = [pair for pair in items if pair[0]["group"] in sides["train"]]
+    test = [pair for pair in items if pair[0]["group"] in sides["test"]]
     unassigned = sorted(item["id"] for item, _ in items
-                        if item["group"] not in train_groups | test_groups)
+                        if not any(item["group"] in groups for groups in sides.values()))
     if unassigned:
         print(f"{len(unassigned)} track(s) of groups {split_file.name} does not name, left out: "
               + ", ".join(unassigned), file=sys.stderr)
     return train, test
+
+
+def training_only(items: list[tuple[dict, TrackAnnotation]], split_file: Path = SPLIT_FILE
+                  ) -> list:
+    """Tracks of the groups ``split_file`` lists under ``train_only``: more music to train
+    on that is neither held out nor scored (bench_decode_cv's development folds and the DJ case
+    use the ``train`` side alone, so their figures stay comparable when this list grows)."""
+    return [pair for pair in items if pair[0]["group"] in _sides(split_file)["train_only"]]
+
+
+def _sides(split_file: Path) -> dict[str, set[str]]:
+    data = json.loads(split_file.read_text())
+    sides = {name: set(data.get(name, [])) for name in ("train", "test", "train_only")}
+    for first, second in (("train", "test"), ("train", "train_only"), ("test", "train_only")):
+        if both := sorted(sides[first] & sides[second]):
+            raise SystemExit(f"{split_file}: groups both under {first} and {second}: "
+                             + ", ".join(both))
+    return sides
 
 
 def shipped_model_groups(model_dir: Path = Path(__file__).parents[1] / "edm" / "default_model"

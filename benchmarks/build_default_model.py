@@ -70,21 +70,24 @@ FAST_TARGET_BPM = (165.0, 190.0)
 
 
 def real_training_tracks(corpus: Path, data: Path, augment_copies: int, seed: int,
-                         exclude_groups: frozenset[str] = frozenset(), fast_copies: bool = False
-                         ) -> tuple[list, list[dict]]:
+                         exclude_groups: frozenset[str] = frozenset(), fast_copies: bool = False,
+                         extra: bool = False) -> tuple[list, list[dict]]:
     """The corpus's training side (bench_real's split, less ``exclude_groups``) plus augmented
     copies: annotations pointing at audio on disk, and one record per track for
     ``training_data.json``. ``fast_copies``: also a varispeed copy of each track in
-    :data:`FAST_SOURCE_BPM`, played at a tempo drawn from :data:`FAST_TARGET_BPM`."""
+    :data:`FAST_SOURCE_BPM`, played at a tempo drawn from :data:`FAST_TARGET_BPM`. ``extra``:
+    the split's ``train_only`` groups too (:func:`bench_real.training_only`)."""
     import numpy as np
 
     from edm.audio import content_hash, load_audio
     from edm.synth.augment import augment, varispeed
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_real import load_corpus, split_by_group
+    from bench_real import load_corpus, split_by_group, training_only
 
-    train, _test = split_by_group(load_corpus(corpus))
+    items = load_corpus(corpus)
+    train, _test = split_by_group(items)
+    train += training_only(items) if extra else []
     train = [(item, truth) for item, truth in train if item["group"] not in exclude_groups]
     annotations, records = [], []
     folder = data / "augmented"
@@ -169,8 +172,8 @@ def fit_member(data: Path, *, tracks: int, minutes: float, epochs: int, seed: in
                augment_seed: int, model: dict, train: dict, real: Path | None,
                augment_copies: int, varieties: tuple[str, ...],
                teacher: tuple[list, list[dict]] = ([], []),
-               exclude_groups: frozenset[str] = frozenset(), fast_copies: bool = False
-               ) -> tuple[FitReport, list[dict]]:
+               exclude_groups: frozenset[str] = frozenset(), fast_copies: bool = False,
+               extra_real: bool = False) -> tuple[FitReport, list[dict]]:
     """One net of the default model: the synth libraries of ``seed`` + the real training side
     (augmented with ``augment_seed``) + the ``teacher``'s labels (annotations, records),
     embedded and fitted with training seed ``seed``."""
@@ -205,7 +208,7 @@ def fit_member(data: Path, *, tracks: int, minutes: float, epochs: int, seed: in
     if real is not None:
         real_annotations, real_records = real_training_tracks(real, data, augment_copies,
                                                               augment_seed, exclude_groups,
-                                                              fast_copies)
+                                                              fast_copies, extra_real)
         annotations += real_annotations
         records += real_records
     annotations += teacher[0]
@@ -230,13 +233,15 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int,
           keep_energy: bool = False,
           real: Path | None = None, augment_copies: int = 0,
           varieties: tuple[str, ...] = ("classic",), unlabeled: Path | None = None,
-          exclude_groups: frozenset[str] = frozenset(), fast_copies: bool = False) -> dict:
+          exclude_groups: frozenset[str] = frozenset(), fast_copies: bool = False,
+          extra_real: bool = False) -> dict:
     """Fit one net per seed (:func:`fit_member`) and save them as one model: analysis averages
     their probabilities. The real tracks and their augmented copies are the same data for every
     net (augmented with the first seed); each seed draws its own synth tracks and training.
     ``model`` / ``train``: TemporalHeads options / TrainConfig fields over the defaults;
     ``exclude_groups``: artists/projects of the real training side left out (the folds of
-    ``bench_decode_cv.py``, whose decoding is scored on tracks no net has seen)."""
+    ``bench_decode_cv.py``, whose decoding is scored on tracks no net has seen);
+    ``extra_real``: also the split's training-only groups."""
     started = time.perf_counter()
     teacher = teacher_labels(unlabeled) if unlabeled else ([], [])
     members = [fit_member(data, tracks=tracks, minutes=minutes, epochs=epochs, seed=seed,
@@ -244,7 +249,7 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int,
                           real=real,
                           augment_copies=augment_copies, varieties=varieties,
                           teacher=teacher, exclude_groups=exclude_groups,
-                          fast_copies=fast_copies)
+                          fast_copies=fast_copies, extra_real=extra_real)
                for seed in seeds]
     heads = members[0][0].heads
     heads.nets = [net for report, _ in members for net in report.heads.nets]
@@ -265,6 +270,7 @@ def build(data: Path, out: Path, *, tracks: int, minutes: float, epochs: int,
     heads.save(out, metrics=metrics)
     (out / "training_data.json").write_text(json.dumps(
         {"split": "benchmarks/realdata/split.json: training side only"
+                  + (" and train_only groups" if extra_real else "")
                   + (f", less {', '.join(sorted(exclude_groups))}" if exclude_groups else ""),
          "tracks": records}, indent=1))
     size = sum(f.stat().st_size for f in out.iterdir())
@@ -319,6 +325,9 @@ def main() -> None:
                         help="also a varispeed copy of each real training track at "
                              f"{FAST_SOURCE_BPM[0]:g}-{FAST_SOURCE_BPM[1]:g} BPM, played at "
                              f"{FAST_TARGET_BPM[0]:g}-{FAST_TARGET_BPM[1]:g} BPM")
+    parser.add_argument("--extra-real", action="store_true",
+                        help="also the real groups split.json lists under train_only (never "
+                             "held out, never scored)")
     parser.add_argument("--unlabeled", type=Path, default=None, metavar="DIR",
                         help="audio without labels: the shipped model's sure analyses of it "
                              "train the new nets too (teacher-student)")
@@ -332,7 +341,7 @@ def main() -> None:
                     epochs=args.epochs, seeds=tuple(args.seed), model=args.model, train=args.train,
                     keep_energy=args.keep_energy, real=args.real, augment_copies=args.augment,
                     varieties=tuple(args.variety), unlabeled=args.unlabeled,
-                    fast_copies=args.fast_copies)
+                    fast_copies=args.fast_copies, extra_real=args.extra_real)
     print(json.dumps(summary, indent=2, default=str))
 
 

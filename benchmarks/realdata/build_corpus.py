@@ -243,6 +243,59 @@ def _extract(mirror: Path, item: Item, out: Path) -> None:
 # Render
 
 
+#: Where Debian's lmms keeps its factory samples and instrument plugins.
+LMMS_SAMPLES = Path("/usr/share/lmms/samples")
+LMMS_PLUGINS = tuple(Path("/usr/lib").glob("*/lmms"))
+#: Instruments that play a file named by their ``src``.
+FILE_INSTRUMENTS = ("audiofileprocessor", "sf2player", "patman", "gigplayer")
+
+
+def missing_sources(xml: bytes, samples: Path = LMMS_SAMPLES,
+                    plugins: tuple[Path, ...] = LMMS_PLUGINS) -> list[str]:
+    """What an unmuted track of the project needs and this lmms lacks: an instrument plugin
+    that is not installed (VST, Carla) or a sample/soundfont file that is not on disk.
+
+    LMMS renders such a track as silence, while the project's arrangement still counts it as
+    sounding, so the truth would mark sections no listener can hear. Relative paths resolve
+    against the factory sample folder, as LMMS 1.2 does for a user without a sample folder.
+    """
+    import defusedxml.ElementTree as SafeET
+
+    def on_disk(src: str) -> bool:
+        path = Path(src.removeprefix("factorysample:"))
+        return (path if path.is_absolute() else samples / path).is_file()
+
+    missing: list[str] = []
+    for track in SafeET.fromstring(xml).iter("track"):
+        if track.get("muted") == "1":
+            continue
+        for instrument in track.iter("instrument"):
+            name = instrument.get("name", "")
+            if plugins and not any((folder / f"lib{name}.so").is_file() for folder in plugins):
+                missing.append(f"plugin {name}")
+            for player in instrument:
+                src = player.get("src", "")
+                if player.tag in FILE_INSTRUMENTS and src and not on_disk(src):
+                    missing.append(f"{player.tag} file {src}")
+        for clip in (*track.iter("sampletco"), *track.iter("sampleclip")):
+            src = clip.get("src", "")
+            if src and not clip.get("data") and clip.get("muted") != "1" and not on_disk(src):
+                missing.append(f"sample file {src}")
+    return sorted(set(missing))
+
+
+def _left_out_for_missing_sources(item: Item, out: Path) -> bool:
+    """Mark an LMMS item whose project needs what this lmms lacks (:func:`missing_sources`)."""
+    from edm.data.lmms import project_xml
+
+    if item.kind != "lmms":
+        return False
+    missing = missing_sources(project_xml((out / item.file).read_bytes(), item.file))
+    if missing:
+        item.status, item.note = "missing samples", f"{len(missing)} missing, e.g. {missing[0]}"
+    return bool(missing)
+
+
 def too_new(creator_version: str) -> bool:
     """Saved by LMMS 1.3 or later: LMMS 1.2 loads such files without their renamed clips."""
     return re.match(r"1\.([3-9]|\d\d)|[2-9]\.", creator_version) is not None
@@ -266,6 +319,9 @@ def render(items: dict[str, Item], out: Path, max_minutes: float, timeout_s: flo
         if too_new(project.creator_version):
             item.status = "needs newer lmms"
             item.note = f"saved by LMMS {project.creator_version}; this lmms is 1.2"
+            save()
+            continue
+        if _left_out_for_missing_sources(item, out):
             save()
             continue
         if project.end_s > max_minutes * 60:
@@ -331,6 +387,10 @@ def annotate(items: dict[str, Item], out: Path, save: callable, min_seconds: flo
     folder.mkdir(exist_ok=True)
     for item in items.values():
         if item.status not in ("rendered", "collected", "ready") or not item.audio:
+            continue
+        if _left_out_for_missing_sources(item, out):
+            (folder / f"{item.id}.yaml").unlink(missing_ok=True)
+            save()
             continue
         audio_path = out / item.audio
         try:
